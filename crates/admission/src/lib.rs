@@ -1,1 +1,22 @@
-//! wip
+#![doc = include_str!("../README.md")]
+
+mod clock;
+mod error;
+mod queue;
+#[cfg(feature = "reaper")]
+mod reaper;
+mod registry;
+mod seat;
+mod shards;
+mod store;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::StoreError;
+pub use queue::{PendingRoom, RoomQueueTracker};
+#[cfg(feature = "reaper")]
+pub use reaper::{ReapReport, Reaper, reap_once};
+pub use registry::{
+    RegistryReap, RegistrySettings, Reservation, ReserveRequest, RoomCounts, SemaphoreRegistry,
+};
+pub use seat::{SeatGuard, SeatRelease};
+pub use store::{AnyPendingRooms, AnyPermitStore, PendingRooms, PermitStore};

@@ -1,0 +1,209 @@
+//! The trait boundary between callers and admission backends.
+//!
+//! Callers (the server, other services) program against [`PermitStore`] and [`PendingRooms`];
+//! the in-memory types implement them inline and a shared backend implements them over the
+//! network. Methods are `async` because a shared backend must be; the in-memory ones never wait.
+
+use std::future::Future;
+use std::time::Duration;
+
+use roomgate_domain::{RoomId, SessionId, Ticket, Timestamp, UserId};
+
+use crate::error::StoreError;
+use crate::queue::{PendingRoom, RoomQueueTracker};
+use crate::registry::{Reservation, ReserveRequest, RoomCounts, SemaphoreRegistry};
+use crate::seat::SeatGuard;
+
+/// Per-room permit pools: reservations (phase 1) and joined seats (phase 2).
+pub trait PermitStore: Send + Sync + 'static {
+    /// Takes a permit, or returns the user's live reservation (`fresh: false`).
+    /// Refusals: `RoomFull`, `AlreadyJoined`.
+    fn reserve(
+        &self,
+        req: ReserveRequest,
+    ) -> impl Future<Output = Result<Reservation, StoreError>> + Send;
+
+    /// Consumes a ticket and turns its reservation into a joined seat.
+    /// Refusals: `InvalidTicket`, `TicketExpired` (the permit is then returned at once).
+    fn confirm(
+        &self,
+        ticket: &Ticket,
+        session: SessionId,
+    ) -> impl Future<Output = Result<SeatGuard, StoreError>> + Send;
+
+    /// Gives back an unconfirmed reservation. Refusal: `ReservationNotFound`.
+    fn cancel(
+        &self,
+        room: &RoomId,
+        user: &UserId,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    fn counts(&self, room: &RoomId) -> impl Future<Output = Result<RoomCounts, StoreError>> + Send;
+
+    /// Permits held across all rooms this store can see.
+    fn permits_held(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Reclaims reservations past their TTL; returns how many.
+    fn reap_expired(&self) -> impl Future<Output = Result<usize, StoreError>> + Send;
+}
+
+/// Room creations waiting for their creator's WebSocket.
+pub trait PendingRooms: Send + Sync + 'static {
+    /// Registers a creation; refusal: `RoomPending` while another registration lives.
+    fn register(
+        &self,
+        room: PendingRoom,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<Timestamp, StoreError>> + Send;
+
+    /// The live registration of `room`, if any, with its expiry.
+    fn get(
+        &self,
+        room: &RoomId,
+    ) -> impl Future<Output = Result<Option<(PendingRoom, Timestamp)>, StoreError>> + Send;
+
+    /// Hands the registration over exactly once. Refusals: `RoomNotFound`, `TicketExpired`.
+    fn materialize(
+        &self,
+        room: &RoomId,
+    ) -> impl Future<Output = Result<PendingRoom, StoreError>> + Send;
+
+    /// Forgets a registration (after its room is written, or to undo a creation).
+    fn remove(
+        &self,
+        room: &RoomId,
+    ) -> impl Future<Output = Result<Option<PendingRoom>, StoreError>> + Send;
+
+    /// Drops registrations past their TTL; returns how many.
+    fn reap_expired(&self) -> impl Future<Output = Result<usize, StoreError>> + Send;
+}
+
+impl PermitStore for SemaphoreRegistry {
+    async fn reserve(&self, req: ReserveRequest) -> Result<Reservation, StoreError> {
+        Ok(SemaphoreRegistry::reserve(self, req)?)
+    }
+
+    async fn confirm(&self, ticket: &Ticket, session: SessionId) -> Result<SeatGuard, StoreError> {
+        Ok(SemaphoreRegistry::confirm(self, ticket, session)?)
+    }
+
+    async fn cancel(&self, room: &RoomId, user: &UserId) -> Result<(), StoreError> {
+        Ok(SemaphoreRegistry::cancel(self, room, user)?)
+    }
+
+    async fn counts(&self, room: &RoomId) -> Result<RoomCounts, StoreError> {
+        Ok(SemaphoreRegistry::counts(self, room))
+    }
+
+    async fn permits_held(&self) -> Result<u64, StoreError> {
+        Ok(SemaphoreRegistry::permits_held(self))
+    }
+
+    async fn reap_expired(&self) -> Result<usize, StoreError> {
+        Ok(SemaphoreRegistry::reap_expired(self).reservations)
+    }
+}
+
+impl PendingRooms for RoomQueueTracker {
+    async fn register(&self, room: PendingRoom, ttl: Duration) -> Result<Timestamp, StoreError> {
+        Ok(RoomQueueTracker::register(self, room, ttl)?)
+    }
+
+    async fn get(&self, room: &RoomId) -> Result<Option<(PendingRoom, Timestamp)>, StoreError> {
+        Ok(RoomQueueTracker::get(self, room))
+    }
+
+    async fn materialize(&self, room: &RoomId) -> Result<PendingRoom, StoreError> {
+        Ok(RoomQueueTracker::materialize(self, room)?)
+    }
+
+    async fn remove(&self, room: &RoomId) -> Result<Option<PendingRoom>, StoreError> {
+        Ok(RoomQueueTracker::remove(self, room))
+    }
+
+    async fn reap_expired(&self) -> Result<usize, StoreError> {
+        Ok(RoomQueueTracker::reap_expired(self))
+    }
+}
+
+/// The permit backend chosen by configuration, so that callers need no generics.
+#[derive(Clone, Debug)]
+pub enum AnyPermitStore {
+    Memory(SemaphoreRegistry),
+}
+
+impl PermitStore for AnyPermitStore {
+    async fn reserve(&self, req: ReserveRequest) -> Result<Reservation, StoreError> {
+        match self {
+            Self::Memory(store) => PermitStore::reserve(store, req).await,
+        }
+    }
+
+    async fn confirm(&self, ticket: &Ticket, session: SessionId) -> Result<SeatGuard, StoreError> {
+        match self {
+            Self::Memory(store) => PermitStore::confirm(store, ticket, session).await,
+        }
+    }
+
+    async fn cancel(&self, room: &RoomId, user: &UserId) -> Result<(), StoreError> {
+        match self {
+            Self::Memory(store) => PermitStore::cancel(store, room, user).await,
+        }
+    }
+
+    async fn counts(&self, room: &RoomId) -> Result<RoomCounts, StoreError> {
+        match self {
+            Self::Memory(store) => PermitStore::counts(store, room).await,
+        }
+    }
+
+    async fn permits_held(&self) -> Result<u64, StoreError> {
+        match self {
+            Self::Memory(store) => PermitStore::permits_held(store).await,
+        }
+    }
+
+    async fn reap_expired(&self) -> Result<usize, StoreError> {
+        match self {
+            Self::Memory(store) => PermitStore::reap_expired(store).await,
+        }
+    }
+}
+
+/// The pending-room backend chosen by configuration.
+#[derive(Clone, Debug)]
+pub enum AnyPendingRooms {
+    Memory(RoomQueueTracker),
+}
+
+impl PendingRooms for AnyPendingRooms {
+    async fn register(&self, room: PendingRoom, ttl: Duration) -> Result<Timestamp, StoreError> {
+        match self {
+            Self::Memory(store) => PendingRooms::register(store, room, ttl).await,
+        }
+    }
+
+    async fn get(&self, room: &RoomId) -> Result<Option<(PendingRoom, Timestamp)>, StoreError> {
+        match self {
+            Self::Memory(store) => PendingRooms::get(store, room).await,
+        }
+    }
+
+    async fn materialize(&self, room: &RoomId) -> Result<PendingRoom, StoreError> {
+        match self {
+            Self::Memory(store) => PendingRooms::materialize(store, room).await,
+        }
+    }
+
+    async fn remove(&self, room: &RoomId) -> Result<Option<PendingRoom>, StoreError> {
+        match self {
+            Self::Memory(store) => PendingRooms::remove(store, room).await,
+        }
+    }
+
+    async fn reap_expired(&self) -> Result<usize, StoreError> {
+        match self {
+            Self::Memory(store) => PendingRooms::reap_expired(store).await,
+        }
+    }
+}
