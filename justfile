@@ -1,0 +1,22 @@
+# Roomgate's everyday commands. `just --list` shows them.
+
+# Start the server on the embedded defaults (SQLite under data/); it prints the URL to open.
+run:
+    cargo run --release -p roomgate-server
+
+# The whole test suite, as CI runs it.
+test:
+    cargo test --workspace
+
+# Formatting and lints, warnings denied.
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# Benchmarks (figures go in docs/BENCHMARKS.md).
+bench:
+    cargo bench --workspace
+
+# Roomgate on MySQL 8 and Redis in containers.
+up:
+    docker compose up --build
