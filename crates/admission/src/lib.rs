@@ -2,6 +2,7 @@
 
 mod clock;
 mod error;
+mod pool;
 mod queue;
 #[cfg(feature = "reaper")]
 mod reaper;

@@ -1,23 +1,21 @@
 //! `SemaphoreRegistry`: the in-memory permit store.
 //!
-//! Each room has a pool (a counting semaphore with a seat per user) created on first use. Tickets
-//! are indexed separately so that phase 2 finds its seat from the ticket alone. Locks are sharded
-//! by key and held only for a few map operations; no lock is held across an `.await` (there are
-//! none here) and no two pool locks are ever held at once.
+//! Each room has a [`RoomPool`] created on first use. Tickets are indexed separately, each
+//! pointing at its pool, so that phase 2 finds its seat from the ticket alone and a joined seat
+//! gives itself back without any lookup. Locks are sharded by key and held for a few map
+//! operations; no lock is held across an `.await` (there are none here).
 
-use std::collections::hash_map::Entry;
 use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::Mutex;
 use roomgate_domain::{
-    AdmissionError, Capacity, Effect, RoomId, SeatEvent, SeatState, SessionId, Ticket, Timestamp,
-    UserId, UserRoomKey, seat_step,
+    AdmissionError, Capacity, RoomId, SessionId, Ticket, Timestamp, UserId, UserRoomKey,
 };
 
 use crate::clock::{Clock, ttl_millis};
+use crate::pool::{Confirmed, RoomPool};
 use crate::seat::{Releaser, SeatGuard};
-use crate::shards::{FastMap, ShardedMap};
+use crate::shards::ShardedMap;
 
 /// Tunables of the in-memory registry.
 #[derive(Clone, Copy, Debug)]
@@ -76,36 +74,7 @@ pub struct RegistryReap {
     pub pools_evicted: usize,
 }
 
-#[derive(Debug)]
-struct Pool {
-    capacity: u32,
-    occupied_elsewhere: u32,
-    /// Only reserved and joined seats are kept; a gone seat is removed.
-    seats: FastMap<UserId, SeatState>,
-    reserved: u32,
-    joined: u32,
-    /// Set by the reaper when it first finds the pool empty; cleared by any reservation.
-    idle_since: Option<Timestamp>,
-    /// Set when the pool is evicted from the map; a caller that fetched it just before retries.
-    retired: bool,
-}
-
-impl Pool {
-    fn free_permits(&self) -> u32 {
-        self.capacity
-            .saturating_sub(self.occupied_elsewhere)
-            .saturating_sub(self.reserved + self.joined)
-    }
-
-    fn counts(&self) -> RoomCounts {
-        RoomCounts {
-            reserved: self.reserved,
-            joined: self.joined,
-        }
-    }
-}
-
-type PoolCell = Arc<Mutex<Pool>>;
+type PoolCell = Arc<RoomPool>;
 
 #[derive(Debug)]
 enum TicketEntry {
@@ -127,23 +96,14 @@ pub struct SemaphoreRegistry {
     inner: Arc<Inner>,
 }
 
-/// What a joined in-memory seat needs to give itself back.
+/// What a joined in-memory seat needs to give itself back: its pool, nothing else.
 pub(crate) struct MemorySeat {
     pool: PoolCell,
 }
 
 impl MemorySeat {
     pub(crate) fn release(&self, key: &UserRoomKey, session: SessionId) {
-        let mut guard = self.pool.lock();
-        let pool = &mut *guard;
-        // One hash of the user for the lookup and the removal.
-        let Entry::Occupied(seat) = pool.seats.entry(key.user.clone()) else {
-            return;
-        };
-        if seat_step(key, seat.get(), SeatEvent::Disconnect { session }).is_ok() {
-            seat.remove();
-            pool.joined -= 1;
-        }
+        self.pool.release(key, session);
     }
 }
 
@@ -168,15 +128,8 @@ impl SemaphoreRegistry {
         if let Some(pool) = shard.get(room) {
             return Arc::clone(pool);
         }
-        let pool = Arc::new(Mutex::new(Pool {
-            capacity: capacity.get(),
-            occupied_elsewhere: occupied,
-            seats: FastMap::default(),
-            reserved: 0,
-            joined: 0,
-            idle_since: None,
-            retired: false,
-        }));
+        let hasher = self.inner.pools.hasher().clone();
+        let pool = Arc::new(RoomPool::new(capacity.get(), occupied, hasher));
         shard.insert(room.clone(), Arc::clone(&pool));
         pool
     }
@@ -190,73 +143,32 @@ impl SemaphoreRegistry {
         let key = UserRoomKey::new(req.user, req.room);
         let ttl = ttl_millis(req.ttl);
         loop {
-            let cell = self.pool_for(&key.room, req.capacity, req.occupied);
-            let mut pool = cell.lock();
-            if pool.retired {
-                continue;
-            }
+            let pool = self.pool_for(&key.room, req.capacity, req.occupied);
             let now = self.inner.clock.now();
-            let event = SeatEvent::Reserve {
-                ticket: Ticket::generate(),
-                expires_at: now.plus_millis(ttl),
-                now,
-                free_permits: pool.free_permits(),
-                capacity: pool.capacity,
+            let Some(outcome) = pool.reserve(&key, now.plus_millis(ttl), now) else {
+                continue; // The pool was evicted between lookup and lock: fetch a fresh one.
             };
-            pool.idle_since = None;
-            // One hash of the user serves both the lookup and the write.
-            let Pool {
-                seats, reserved, ..
-            } = &mut *pool;
-            let seat = seats.entry(key.user.clone());
-            let current = match &seat {
-                Entry::Occupied(held) => held.get().clone(),
-                Entry::Vacant(_) => SeatState::None,
-            };
-            let step = seat_step(&key, &current, event)?;
-            let SeatState::Reserved { ticket, expires_at } = &step.next else {
-                return Err(AdmissionError::IllegalTransition {
-                    state: "reserved",
-                    event: "reserve",
-                });
-            };
-            let (ticket, expires_at) = (ticket.clone(), *expires_at);
-            let fresh = step.next != current;
-            let replaced_ticket = match &current {
-                SeatState::Reserved { ticket: old, .. } if fresh => Some(old.clone()),
-                _ => None,
-            };
-            if step.effects.contains(&Effect::TakePermit) {
-                *reserved += 1;
-            }
-            match seat {
-                Entry::Occupied(mut held) => *held.get_mut() = step.next,
-                Entry::Vacant(slot) => {
-                    slot.insert(step.next);
-                }
-            }
-            drop(pool);
-
-            if fresh {
-                if let Some(old) = replaced_ticket {
+            let reserved = outcome?;
+            if reserved.fresh {
+                if let Some(old) = reserved.replaced {
                     self.remember_expired(old, now);
                 }
                 let entry = TicketEntry::Live {
                     key: key.clone(),
-                    pool: cell,
+                    pool,
                 };
                 self.inner
                     .tickets
-                    .shard(&ticket)
+                    .shard(&reserved.ticket)
                     .lock()
-                    .insert(ticket.clone(), entry);
+                    .insert(reserved.ticket.clone(), entry);
             }
             return Ok(Reservation {
                 room: key.room,
                 user: key.user,
-                ticket,
-                expires_at,
-                fresh,
+                ticket: reserved.ticket,
+                expires_at: reserved.expires_at,
+                fresh: reserved.fresh,
             });
         }
     }
@@ -270,67 +182,40 @@ impl SemaphoreRegistry {
         ticket: &Ticket,
         session: SessionId,
     ) -> Result<SeatGuard, AdmissionError> {
-        let entry = self.inner.tickets.shard(ticket).lock().remove(ticket);
-        let (key, cell) = match entry {
-            None => return Err(AdmissionError::InvalidTicket),
-            Some(TicketEntry::Expired { forget_at }) => {
-                self.inner
-                    .tickets
-                    .shard(ticket)
-                    .lock()
-                    .insert(ticket.clone(), TicketEntry::Expired { forget_at });
-                return Err(AdmissionError::TicketExpired);
+        let (key, pool) = {
+            let mut tickets = self.inner.tickets.shard(ticket).lock();
+            match tickets.remove(ticket) {
+                None => return Err(AdmissionError::InvalidTicket),
+                Some(TicketEntry::Live { key, pool }) => (key, pool),
+                Some(expired @ TicketEntry::Expired { .. }) => {
+                    tickets.insert(ticket.clone(), expired);
+                    return Err(AdmissionError::TicketExpired);
+                }
             }
-            Some(TicketEntry::Live { key, pool }) => (key, pool),
         };
         let now = self.inner.clock.now();
-        let mut guard = cell.lock();
-        let pool = &mut *guard;
-        let Some(state) = pool.seats.get_mut(&key.user) else {
-            return Err(AdmissionError::InvalidTicket);
-        };
-        let confirm = SeatEvent::Confirm {
-            ticket,
-            session,
-            now,
-        };
-        match seat_step(&key, state, confirm) {
-            Ok(step) => {
-                *state = step.next;
-                pool.reserved -= 1;
-                pool.joined += 1;
-                drop(guard);
-                let seat = MemorySeat { pool: cell };
+        match pool.confirm(&key, ticket, session, now)? {
+            Confirmed::Joined => {
+                let seat = MemorySeat { pool };
                 Ok(SeatGuard::new(key, session, Releaser::Memory(seat)))
             }
-            Err(AdmissionError::TicketExpired) => {
-                if seat_step(&key, state, SeatEvent::Expire { now }).is_ok() {
-                    pool.seats.remove(&key.user);
-                    pool.reserved -= 1;
-                }
-                drop(guard);
+            Confirmed::Expired => {
                 self.remember_expired(ticket.clone(), now);
                 Err(AdmissionError::TicketExpired)
             }
-            Err(other) => Err(other),
         }
     }
 
     /// Gives back `user`'s unconfirmed reservation in `room`.
     pub fn cancel(&self, room: &RoomId, user: &UserId) -> Result<(), AdmissionError> {
         let key = UserRoomKey::new(user.clone(), room.clone());
-        let not_found = || AdmissionError::ReservationNotFound {
-            room: room.clone(),
-            user: user.clone(),
-        };
-        let cell = self.existing_pool(room).ok_or_else(not_found)?;
-        let mut pool = cell.lock();
-        let current = pool.seats.get(user).cloned().unwrap_or(SeatState::None);
-        seat_step(&key, &current, SeatEvent::Cancel)?;
-        pool.seats.remove(user);
-        pool.reserved -= 1;
-        drop(pool);
-        if let SeatState::Reserved { ticket, .. } = current {
+        let pool = self
+            .existing_pool(room)
+            .ok_or_else(|| AdmissionError::ReservationNotFound {
+                room: room.clone(),
+                user: user.clone(),
+            })?;
+        if let Some(ticket) = pool.cancel(&key)? {
             self.inner.tickets.shard(&ticket).lock().remove(&ticket);
         }
         Ok(())
@@ -339,21 +224,26 @@ impl SemaphoreRegistry {
     /// Permits held in `room`; zero for a room without a pool.
     pub fn counts(&self, room: &RoomId) -> RoomCounts {
         self.existing_pool(room)
-            .map(|cell| cell.lock().counts())
+            .map(|pool| pool.counts())
             .unwrap_or_default()
     }
 
     /// Permits held across all rooms. Walks every pool: meant for metrics and tests, not for
     /// the admission path (a shared counter there would make every core contend on it).
     pub fn permits_held(&self) -> u64 {
-        let mut held = 0;
-        for shard in self.inner.pools.shards() {
-            for cell in shard.lock().values() {
-                let pool = cell.lock();
-                held += u64::from(pool.reserved + pool.joined);
-            }
-        }
-        held
+        let pools: Vec<PoolCell> = self
+            .inner
+            .pools
+            .shards()
+            .flat_map(|shard| shard.lock().values().cloned().collect::<Vec<_>>())
+            .collect();
+        pools
+            .iter()
+            .map(|pool| {
+                let counts = pool.counts();
+                u64::from(counts.reserved + counts.joined)
+            })
+            .sum()
     }
 
     /// Number of room pools currently in memory.
@@ -375,43 +265,17 @@ impl SemaphoreRegistry {
         let mut expired_tickets = Vec::new();
 
         for shard in self.inner.pools.shards() {
-            // Holding the shard lock while locking each pool (shard → pool order) keeps a
-            // concurrent `pool_for` from handing out a pool that is being retired.
-            shard.lock().retain(|room, cell| {
-                let mut pool = cell.lock();
-                let mut reclaimed = 0;
-                pool.seats.retain(|user, state| {
-                    let key = UserRoomKey::new(user.clone(), room.clone());
-                    match (seat_step(&key, state, SeatEvent::Expire { now }), state) {
-                        (Ok(_), SeatState::Reserved { ticket, .. }) => {
-                            expired_tickets.push(ticket.clone());
-                            reclaimed += 1;
-                            false
-                        }
-                        _ => true,
-                    }
-                });
-                pool.reserved -= reclaimed;
-                report.reservations += reclaimed as usize;
-                if pool.reserved + pool.joined > 0 {
-                    pool.idle_since = None;
-                    return true;
-                }
-                match pool.idle_since {
-                    None => {
-                        pool.idle_since = Some(now);
-                        true
-                    }
-                    Some(since) if now.millis().saturating_sub(since.millis()) < idle_ttl => true,
-                    Some(_) => {
-                        pool.retired = true;
-                        report.pools_evicted += 1;
-                        false
-                    }
-                }
+            // The shard stays locked while its pools are examined, so that `pool_for` cannot
+            // hand out a pool that is being retired.
+            shard.lock().retain(|room, pool| {
+                let expired = pool.reap_expired(room, now);
+                report.reservations += expired.len();
+                expired_tickets.extend(expired);
+                let retire = pool.retire_if_idle(now, idle_ttl);
+                report.pools_evicted += usize::from(retire);
+                !retire
             });
         }
-
         for ticket in expired_tickets {
             self.remember_expired(ticket, now);
         }
