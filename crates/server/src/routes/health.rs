@@ -1,0 +1,50 @@
+//! Liveness, readiness and metrics.
+
+use actix_web::{HttpResponse, get, web};
+use roomgate_admission::PermitStore;
+
+use crate::error::{ApiError, ErrorBody};
+use crate::state::AppState;
+use crate::views::StatusBody;
+
+/// The process runs.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, body = StatusBody)))]
+#[get("/healthz")]
+pub async fn healthz() -> web::Json<StatusBody> {
+    web::Json(StatusBody { status: "ok" })
+}
+
+/// The database answers.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses((status = 200, body = StatusBody), (status = 503, body = ErrorBody)))]
+#[get("/readyz")]
+pub async fn readyz(state: web::Data<AppState>) -> Result<web::Json<StatusBody>, ApiError> {
+    state
+        .db
+        .ping()
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    Ok(web::Json(StatusBody { status: "ready" }))
+}
+
+/// Prometheus text format.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain")))]
+#[get("/metrics")]
+pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    match state.permits.permits_held().await {
+        Ok(held) => state
+            .metrics
+            .permits_held
+            .set(i64::try_from(held).unwrap_or(i64::MAX)),
+        Err(error) => tracing::warn!(%error, "permits_held could not be read"),
+    }
+    let text = state
+        .metrics
+        .render()
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(text))
+}

@@ -1,0 +1,151 @@
+//! Phase 1 of the join: checking and holding a seat.
+
+use actix_web::{HttpResponse, delete, post, web};
+use roomgate_admission::{PendingRooms, PermitStore, ReserveRequest};
+use roomgate_domain::{Capacity, PasswordHash};
+
+use crate::auth::AuthenticatedUser;
+use crate::error::extractors::read_optional_json;
+use crate::error::{ApiError, ErrorBody};
+use crate::routes::rooms::{path_room_id, until};
+use crate::state::AppState;
+use crate::views::{ReservationView, ReserveRequestBody};
+
+/// The `outcome` label of `roomgate_reservations_total` for a refusal.
+pub fn outcome(err: &ApiError) -> &'static str {
+    match err {
+        ApiError::RoomFull { .. } => "room_full",
+        ApiError::AlreadyJoined { .. } => "already_joined",
+        ApiError::WrongPassword => "wrong_password",
+        ApiError::RoomNotFound { .. } => "room_not_found",
+        ApiError::RoomPending { .. } => "room_pending",
+        _ => "unavailable",
+    }
+}
+
+/// Holds a seat and returns the ticket that confirms it; the same reservation again (200)
+/// while it is live.
+#[utoipa::path(post, path = "/api/v1/rooms/{room_id}/reservations", tag = "reservations",
+    params(("room_id" = String, Path, description = "The room's id")),
+    request_body(content = ReserveRequestBody, description = "Optional; `password` for protected rooms"),
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "A seat is held until `expires_at`", body = ReservationView),
+        (status = 200, description = "The user's live reservation, unchanged", body = ReservationView),
+        (status = 400, description = "invalid_request", body = ErrorBody),
+        (status = 401, description = "unauthenticated", body = ErrorBody),
+        (status = 403, description = "wrong_password", body = ErrorBody),
+        (status = 404, description = "room_not_found", body = ErrorBody),
+        (status = 409, description = "room_pending (Retry-After set), room_full or already_joined", body = ErrorBody),
+        (status = 429, description = "rate_limited", body = ErrorBody),
+        (status = 503, description = "unavailable", body = ErrorBody)))]
+#[post("/api/v1/rooms/{room_id}/reservations")]
+pub async fn reserve(
+    state: web::Data<AppState>,
+    AuthenticatedUser(user): AuthenticatedUser,
+    room_id: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let body =
+        read_optional_json::<ReserveRequestBody>(payload, state.settings.limits.max_body_bytes)
+            .await?;
+    let result = hold_seat(&state, user, &room_id, body).await;
+    match &result {
+        Ok(response) if response.status() == actix_web::http::StatusCode::CREATED => {
+            state.metrics.reservation("created");
+        }
+        Ok(_) => state.metrics.reservation("existing"),
+        Err(err) => state.metrics.reservation(outcome(err)),
+    }
+    result
+}
+
+async fn hold_seat(
+    state: &AppState,
+    user: roomgate_domain::UserId,
+    room_id: &str,
+    body: Option<ReserveRequestBody>,
+) -> Result<HttpResponse, ApiError> {
+    let room = path_room_id(room_id)?;
+    let password = body.unwrap_or_default().password;
+    let (capacity, occupied) = match state.db.get_room(&room).await? {
+        Some(record) => {
+            if let Some(hash) = record.password_hash {
+                check_password(hash, password).await?;
+            }
+            (Capacity::from_trusted(record.capacity), record.attending)
+        }
+        None => match state.pending.get(&room).await? {
+            // The creator may fetch their own reservation again while the room is pending.
+            Some((pending, _)) if pending.creator == user => (pending.capacity, 0),
+            Some((_, expires_at)) => {
+                return Err(ApiError::RoomPending {
+                    room: room.to_string(),
+                    retry_after: until(state, expires_at),
+                });
+            }
+            None => {
+                return Err(ApiError::RoomNotFound {
+                    room: room.to_string(),
+                });
+            }
+        },
+    };
+    let reservation = state
+        .permits
+        .reserve(ReserveRequest {
+            room,
+            user,
+            capacity,
+            occupied,
+            ttl: state.settings.admission.reservation_ttl(),
+        })
+        .await?;
+    let view = ReservationView::from(&reservation);
+    Ok(if reservation.fresh {
+        HttpResponse::Created().json(view)
+    } else {
+        HttpResponse::Ok().json(view)
+    })
+}
+
+async fn check_password(hash: PasswordHash, given: Option<String>) -> Result<(), ApiError> {
+    let Some(given) = given else {
+        return Err(ApiError::WrongPassword);
+    };
+    // Argon2 verification is deliberately slow; keep it off the async workers.
+    let matches = web::block(move || hash.verify(&given))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    if matches {
+        Ok(())
+    } else {
+        Err(ApiError::WrongPassword)
+    }
+}
+
+/// Gives the seat back at once.
+#[utoipa::path(delete, path = "/api/v1/rooms/{room_id}/reservations/me", tag = "reservations",
+    params(("room_id" = String, Path, description = "The room's id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "The permit is returned"),
+        (status = 401, description = "unauthenticated", body = ErrorBody),
+        (status = 404, description = "reservation_not_found", body = ErrorBody),
+        (status = 429, description = "rate_limited", body = ErrorBody)))]
+#[delete("/api/v1/rooms/{room_id}/reservations/me")]
+pub async fn cancel(
+    state: web::Data<AppState>,
+    AuthenticatedUser(user): AuthenticatedUser,
+    room_id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let room = path_room_id(&room_id)?;
+    state.permits.cancel(&room, &user).await?;
+    // A creator who gives up their seat gives up the pending room too: nobody else could open it.
+    if let Some((pending, _)) = state.pending.get(&room).await? {
+        if pending.creator == user {
+            state.pending.remove(&room).await?;
+        }
+    }
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,301 @@
+//! One WebSocket session, from the upgraded connection to its single exit.
+//!
+//! The task first admits the ticket (see [`crate::join`]); a refusal closes the socket with the
+//! contract's code. A joined session then multiplexes four things until one of them ends it:
+//! frames from the client, frames for the client from the room's hub, the heartbeat, and
+//! server shutdown. Whatever ends the loop, control falls through to `membership.leave()`.
+
+pub mod frames;
+pub mod membership;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, Session};
+use futures_util::StreamExt as _;
+use roomgate_domain::{MessageBody, SessionId};
+use roomgate_persistence::RoomRecord;
+
+use crate::hub::{Frame, Subscription};
+use crate::join;
+use crate::rate_limit::session_limiter;
+use crate::session::frames::{ClientFrame, PresenceEvent, ServerFrame, close, message_text};
+use crate::session::membership::Membership;
+use crate::state::AppState;
+use crate::views::{MessageView, RoomView};
+
+/// How a joined session ended, and so which close frame (if any) it sends.
+#[derive(Debug)]
+enum Ending {
+    /// The client sent `leave`.
+    Left,
+    /// The client sent a close frame; it is echoed.
+    ClosedByClient(Option<CloseReason>),
+    /// The connection is gone (TCP drop, send error); nothing can be sent.
+    Vanished,
+    /// No pong or frame within `ws.client_timeout`.
+    TimedOut,
+    ShuttingDown,
+    RateLimited,
+    FrameTooBig,
+    ProtocolError,
+    TooSlow,
+    /// The join was committed but the room could not be loaded for the `joined` frame; to the
+    /// client this is a failed join, and the membership is undone like any other ending.
+    JoinFailed,
+}
+
+impl Ending {
+    fn close_reason(self) -> Option<Option<CloseReason>> {
+        let reason = |code: u16, text: &str| {
+            Some(Some(CloseReason {
+                code: CloseCode::from(code),
+                description: Some(text.to_owned()),
+            }))
+        };
+        match self {
+            Self::Left => reason(close::NORMAL, "left"),
+            Self::ClosedByClient(echo) => Some(echo),
+            Self::Vanished => None,
+            Self::TimedOut => reason(close::GOING_AWAY, "client_timeout"),
+            Self::ShuttingDown => reason(close::GOING_AWAY, "server_shutting_down"),
+            Self::RateLimited => reason(close::POLICY, "rate_limited"),
+            Self::FrameTooBig => reason(close::TOO_BIG, "frame_too_large"),
+            Self::ProtocolError => reason(1002, "protocol_error"),
+            Self::TooSlow => reason(close::TRY_AGAIN_LATER, "too_slow"),
+            Self::JoinFailed => reason(close::JOIN_FAILED, "join_failed"),
+        }
+    }
+}
+
+/// Runs a session to its end. Spawned once per upgraded connection.
+pub async fn run(
+    state: Arc<AppState>,
+    mut socket: Session,
+    mut incoming: AggregatedMessageStream,
+    ticket: Option<String>,
+    upgraded_at: Instant,
+) {
+    if state.shutdown.is_cancelled() {
+        close_with(socket, Ending::ShuttingDown.close_reason()).await;
+        return;
+    }
+    let session = SessionId::random();
+    let (membership, record) = match join::admit(&state, ticket.as_deref(), session).await {
+        Ok(admitted) => admitted,
+        Err(refusal) => {
+            if let join::Refusal::Failed(cause) = &refusal {
+                tracing::warn!(%cause, "join failed");
+            }
+            let reason = CloseReason {
+                code: CloseCode::from(refusal.close_code()),
+                description: Some(refusal.reason().to_owned()),
+            };
+            close_with(socket, Some(Some(reason))).await;
+            return;
+        }
+    };
+    let mut subscription = state.hub.subscribe(
+        membership.room().clone(),
+        session,
+        state.settings.ws.outbound_queue_frames,
+    );
+    let ending = match greet(&state, &mut socket, &membership, &record).await {
+        Ok(()) => {
+            state
+                .metrics
+                .join_duration
+                .observe(upgraded_at.elapsed().as_secs_f64());
+            converse(
+                &state,
+                &mut socket,
+                &mut incoming,
+                &mut subscription,
+                &membership,
+            )
+            .await
+        }
+        Err(ending) => ending,
+    };
+    drop(subscription);
+    membership.leave().await;
+    close_with(socket, ending.close_reason()).await;
+}
+
+async fn close_with(socket: Session, reason: Option<Option<CloseReason>>) {
+    if let Some(reason) = reason {
+        // The peer may already be gone; there is no one left to tell.
+        let _ = socket.close(reason).await;
+    }
+}
+
+/// Sends the `joined` frame and announces the newcomer to the room.
+async fn greet(
+    state: &AppState,
+    socket: &mut Session,
+    membership: &Membership,
+    record: &RoomRecord,
+) -> Result<(), Ending> {
+    let room = membership.room();
+    let members = state.db.members(room).await;
+    let history = state
+        .db
+        .history(room, state.settings.chat.history_on_join)
+        .await;
+    let (members, history) = match (members, history) {
+        (Ok(members), Ok(history)) => (members, history),
+        (Err(error), _) | (_, Err(error)) => {
+            tracing::warn!(%room, %error, "could not load the room for the joined frame");
+            return Err(Ending::JoinFailed);
+        }
+    };
+    let reserved = crate::routes::rooms::reserved(state, room).await;
+    let view = RoomView::open(record, reserved);
+    let members: Vec<String> = members.iter().map(ToString::to_string).collect();
+    let history: Vec<MessageView> = history.iter().map(MessageView::from).collect();
+    let joined = ServerFrame::Joined {
+        room: &view,
+        members: &members,
+        history: &history,
+    };
+    socket
+        .text(joined.to_text())
+        .await
+        .map_err(|_| Ending::Vanished)?;
+    let presence = ServerFrame::Presence {
+        event: PresenceEvent::Joined,
+        user_id: membership.user().as_str(),
+        attending: record.attending,
+    };
+    state.hub.publish(room, Frame::from(presence.to_text()));
+    Ok(())
+}
+
+async fn converse(
+    state: &AppState,
+    socket: &mut Session,
+    incoming: &mut AggregatedMessageStream,
+    subscription: &mut Subscription,
+    membership: &Membership,
+) -> Ending {
+    let limiter = session_limiter(state.settings.limits.ws_messages_per_second);
+    let mut heartbeat = tokio::time::interval(state.settings.ws.heartbeat_interval());
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let client_timeout = state.settings.ws.client_timeout();
+    let mut last_heard = Instant::now();
+    let lagged = subscription.lagged();
+    loop {
+        tokio::select! {
+            biased;
+            () = state.shutdown.cancelled() => return Ending::ShuttingDown,
+            () = lagged.cancelled() => return Ending::TooSlow,
+            frame = subscription.next() => {
+                let Some(frame) = frame else { return Ending::Vanished };
+                if socket.text(&*frame).await.is_err() {
+                    return Ending::Vanished;
+                }
+            }
+            message = incoming.next() => {
+                last_heard = Instant::now();
+                match message {
+                    None => return Ending::Vanished,
+                    Some(Err(actix_ws::ProtocolError::Overflow)) => return Ending::FrameTooBig,
+                    Some(Err(error)) => {
+                        tracing::debug!(%error, "websocket protocol error");
+                        return Ending::ProtocolError;
+                    }
+                    Some(Ok(AggregatedMessage::Ping(payload))) => {
+                        if socket.pong(&payload).await.is_err() {
+                            return Ending::Vanished;
+                        }
+                    }
+                    Some(Ok(AggregatedMessage::Pong(_))) => {}
+                    Some(Ok(AggregatedMessage::Close(reason))) => return Ending::ClosedByClient(reason),
+                    Some(Ok(AggregatedMessage::Binary(_))) => {
+                        if limiter.check().is_err() {
+                            return Ending::RateLimited;
+                        }
+                        if let Err(ending) = reject(socket, "frames must be JSON text").await {
+                            return ending;
+                        }
+                    }
+                    Some(Ok(AggregatedMessage::Text(text))) => {
+                        if limiter.check().is_err() {
+                            return Ending::RateLimited;
+                        }
+                        if let Some(ending) = handle_text(state, socket, membership, &text).await {
+                            return ending;
+                        }
+                    }
+                }
+            }
+            _ = heartbeat.tick() => {
+                if last_heard.elapsed() > client_timeout {
+                    return Ending::TimedOut;
+                }
+                if socket.ping(b"").await.is_err() {
+                    return Ending::Vanished;
+                }
+            }
+        }
+    }
+}
+
+/// Handles one text frame; `Some` ends the session.
+async fn handle_text(
+    state: &AppState,
+    socket: &mut Session,
+    membership: &Membership,
+    text: &str,
+) -> Option<Ending> {
+    let frame = match serde_json::from_str::<ClientFrame>(text) {
+        Ok(frame) => frame,
+        Err(error) => {
+            let message = format!(
+                "expected {{\"type\": \"message\", \"body\": \"...\"}} or {{\"type\": \"leave\"}}: {error}"
+            );
+            return reject(socket, &message).await.err();
+        }
+    };
+    let body = match frame {
+        ClientFrame::Leave => return Some(Ending::Left),
+        ClientFrame::Message { body } => body,
+    };
+    let body = match MessageBody::parse(&body) {
+        Ok(body) => body,
+        Err(error) => return reject(socket, &error.message).await.err(),
+    };
+    let room = membership.room();
+    match state.db.post_message(room, membership.user(), &body).await {
+        Ok(record) => {
+            let view = MessageView::from(&record);
+            state.hub.publish(room, Frame::from(message_text(&view)));
+            None
+        }
+        Err(error) => {
+            // The session stays: the database may be back for the next message.
+            tracing::warn!(%room, %error, "storing a message failed");
+            let frame = ServerFrame::Error {
+                code: "unavailable",
+                message: "the message could not be stored; nothing was sent",
+            };
+            socket
+                .text(frame.to_text())
+                .await
+                .err()
+                .map(|_| Ending::Vanished)
+        }
+    }
+}
+
+/// Tells the client a frame was not accepted; the session stays open.
+async fn reject(socket: &mut Session, message: &str) -> Result<(), Ending> {
+    let frame = ServerFrame::Error {
+        code: "invalid_message",
+        message,
+    };
+    socket
+        .text(frame.to_text())
+        .await
+        .map_err(|_| Ending::Vanished)
+}

@@ -1,0 +1,258 @@
+//! Building the application from settings, and running it until a shutdown signal.
+
+use std::future::Future;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
+use actix_web::{App, HttpServer, web};
+use anyhow::Context as _;
+use roomgate_admission::{
+    AnyPendingRooms, AnyPermitStore, Clock, Reaper, RegistrySettings, RoomQueueTracker,
+    SemaphoreRegistry, SystemClock,
+};
+use roomgate_domain::NodeId;
+use roomgate_persistence::{Database, DatabaseSettings, JoinGuard};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::{SecretSource, TokenKeys};
+use crate::config::{DatabaseConfig, Settings};
+use crate::error::{self, extractors};
+use crate::hub::Hub;
+use crate::metrics::Metrics;
+use crate::rate_limit::{RateLimits, limit_by_ip};
+use crate::state::AppState;
+use crate::{node, routes};
+
+/// How often idle rate-limit keys are forgotten.
+const LIMITER_SWEEP: Duration = Duration::from_secs(60);
+
+/// A bound, ready-to-run server with its background tasks.
+pub struct Application {
+    server: Server,
+    state: Arc<AppState>,
+    local_addr: SocketAddr,
+    reaper: Reaper,
+    background: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application")
+            .field("local_addr", &self.local_addr)
+            .field("node", &self.state.node)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Maps the `[database]` section onto the persistence crate's settings.
+pub fn database_settings(config: &DatabaseConfig) -> anyhow::Result<DatabaseSettings> {
+    let join_guard: JoinGuard = config
+        .join_guard
+        .parse()
+        .map_err(|e| anyhow::anyhow!("configuration key database.join_guard: {e}"))?;
+    Ok(DatabaseSettings {
+        url: config.url.expose().to_owned(),
+        max_connections: config.max_connections.max(1),
+        connect_timeout: Duration::from_millis(config.connect_timeout_ms),
+        acquire_timeout: Duration::from_millis(config.acquire_timeout_ms),
+        join_guard,
+    })
+}
+
+/// SQLite will not create the folder of its file; a newcomer's first run should just work.
+fn ensure_sqlite_folder(url: &str) -> anyhow::Result<()> {
+    let Some(path) = url.strip_prefix("sqlite://") else {
+        return Ok(());
+    };
+    let path = path.split('?').next().unwrap_or(path);
+    if path.is_empty() || path == ":memory:" {
+        return Ok(());
+    }
+    if let Some(folder) = std::path::Path::new(path).parent() {
+        if !folder.as_os_str().is_empty() {
+            std::fs::create_dir_all(folder)
+                .with_context(|| format!("creating the database folder {}", folder.display()))?;
+        }
+    }
+    Ok(())
+}
+
+impl Application {
+    /// Connects to the database, reclaims what earlier runs left, binds the listener and
+    /// starts the background tasks. Needs a tokio runtime.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let (tokens, secret) = TokenKeys::from_settings(&settings.auth)?;
+        if secret == SecretSource::Development {
+            tracing::warn!(
+                "auth.jwt_secret is empty: using the built-in development secret, which anyone can \
+                 read. Tokens prove nothing; set auth.jwt_secret before exposing this server."
+            );
+        }
+        if !settings.redis.url.is_empty() {
+            tracing::warn!(
+                "redis.url is set, but this version keeps admission and fan-out in process; \
+                 run a single node"
+            );
+        }
+        let db_settings = database_settings(&settings.database)?;
+        ensure_sqlite_folder(settings.database.url.expose())?;
+        let db = Database::connect(&db_settings)
+            .await
+            .context("connecting to the database")?;
+
+        let metrics = Metrics::new().context("registering metrics")?;
+        let node = NodeId::random();
+        node::boot(&db, node, &metrics)
+            .await
+            .context("registering this node")?;
+
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let permits = AnyPermitStore::Memory(SemaphoreRegistry::new(
+            Arc::clone(&clock),
+            RegistrySettings::default(),
+        ));
+        let pending = AnyPendingRooms::Memory(RoomQueueTracker::new(Arc::clone(&clock)));
+        let limits = RateLimits::new(&settings.limits);
+
+        let listener = TcpListener::bind(settings.server.bind)
+            .with_context(|| format!("binding {}", settings.server.bind))?;
+        let local_addr = listener.local_addr()?;
+
+        let state = Arc::new(AppState {
+            db: db.clone(),
+            permits: permits.clone(),
+            pending: pending.clone(),
+            clock,
+            hub: Hub::default(),
+            metrics: metrics.clone(),
+            tokens,
+            limits,
+            node,
+            shutdown: CancellationToken::new(),
+            sessions: TaskTracker::new(),
+            settings,
+        });
+
+        let server = http_server(&state, listener)?;
+
+        let reaped = metrics.clone();
+        let reaper = Reaper::spawn(
+            permits,
+            pending,
+            state.settings.admission.reaper_interval(),
+            move |report| {
+                reaped.reaped("reservation", report.reservations);
+                reaped.reaped("pending_room", report.pending_rooms);
+            },
+        );
+        let heartbeat = node::spawn_heartbeat(
+            db,
+            node,
+            Duration::from_millis(state.settings.node.heartbeat_interval_ms.max(1)),
+            state.shutdown.clone(),
+        );
+        let sweeper = spawn_limiter_sweep(Arc::clone(&state));
+
+        Ok(Self {
+            server,
+            state,
+            local_addr,
+            reaper,
+            background: vec![heartbeat, sweeper],
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn node(&self) -> NodeId {
+        self.state.node
+    }
+
+    /// Serves until the server fails or `stop` resolves; then shuts down gracefully: stop
+    /// accepting, close every session with 1001 (each leaves its room and returns its permit),
+    /// remove this node, and return.
+    pub async fn run_until_stopped(self, stop: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let Self {
+            server,
+            state,
+            reaper,
+            background,
+            ..
+        } = self;
+        let handle = server.handle();
+        let mut serving = tokio::spawn(server);
+        tokio::select! {
+            result = &mut serving => {
+                result.context("the HTTP server task failed")?.context("the HTTP server failed")?;
+                return Ok(());
+            }
+            () = stop => {}
+        }
+        tracing::info!("shutting down: closing sessions");
+        handle.pause().await;
+        state.shutdown.cancel();
+        state.sessions.close();
+        let grace = Duration::from_millis(state.settings.server.shutdown_timeout_ms);
+        if tokio::time::timeout(grace, state.sessions.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                remaining = state.sessions.len(),
+                "sessions did not close in time"
+            );
+        }
+        handle.stop(true).await;
+        let _ = serving.await;
+        reaper.shutdown().await;
+        for task in background {
+            task.abort();
+            let _ = task.await;
+        }
+        node::retire(&state.db, state.node, &state.metrics).await;
+        tracing::info!("shut down");
+        Ok(())
+    }
+}
+
+fn http_server(state: &Arc<AppState>, listener: TcpListener) -> anyhow::Result<Server> {
+    let data = web::Data::from(Arc::clone(state));
+    let body_limit = state.settings.limits.max_body_bytes;
+    let dev_tokens = state.settings.auth.dev_tokens;
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .app_data(extractors::json_config(body_limit))
+            .app_data(extractors::path_config())
+            .app_data(extractors::query_config())
+            .wrap(from_fn(limit_by_ip))
+            .configure(|cfg| routes::configure(cfg, dev_tokens))
+            .default_service(web::to(error::not_found))
+    })
+    .disable_signals()
+    // Sessions are closed before the server is stopped; this only bounds in-flight requests.
+    .shutdown_timeout(5);
+    if state.settings.server.workers > 0 {
+        server = server.workers(state.settings.server.workers);
+    }
+    Ok(server.listen(listener)?.run())
+}
+
+fn spawn_limiter_sweep(state: Arc<AppState>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(LIMITER_SWEEP);
+        loop {
+            tokio::select! {
+                () = state.shutdown.cancelled() => return,
+                _ = ticks.tick() => state.limits.forget_idle(),
+            }
+        }
+    })
+}

@@ -1,0 +1,42 @@
+//! What every handler and session shares.
+
+use std::sync::Arc;
+
+use roomgate_admission::{AnyPendingRooms, AnyPermitStore, Clock};
+use roomgate_domain::NodeId;
+use roomgate_persistence::Database;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::TokenKeys;
+use crate::config::Settings;
+use crate::hub::Hub;
+use crate::metrics::Metrics;
+use crate::rate_limit::RateLimits;
+
+pub struct AppState {
+    pub settings: Settings,
+    pub db: Database,
+    pub permits: AnyPermitStore,
+    pub pending: AnyPendingRooms,
+    pub clock: Arc<dyn Clock>,
+    pub hub: Hub,
+    pub metrics: Metrics,
+    pub tokens: TokenKeys,
+    pub limits: RateLimits,
+    /// This process, as recorded on every membership it holds.
+    pub node: NodeId,
+    /// Fires when the server starts shutting down; every session closes with 1001.
+    pub shutdown: CancellationToken,
+    /// Every live WebSocket session, so that shutdown can wait for them to leave their rooms.
+    pub sessions: TaskTracker,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("node", &self.node)
+            .field("sessions", &self.sessions.len())
+            .finish_non_exhaustive()
+    }
+}

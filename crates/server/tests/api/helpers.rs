@@ -1,0 +1,391 @@
+//! Test harness: a real server on port 0 over a fresh database, with HTTP and WebSocket clients.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use futures_util::{SinkExt as _, StreamExt as _};
+use reqwest::StatusCode;
+use roomgate_persistence::testing::TestDatabase;
+use roomgate_server::{Application, Settings, telemetry};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Which database a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Mysql,
+}
+
+/// Logs stay quiet unless `TEST_LOG` is set.
+static TRACING: LazyLock<()> = LazyLock::new(|| {
+    if std::env::var_os("TEST_LOG").is_some() {
+        let settings = roomgate_server::config::LogSettings {
+            filter: "info".into(),
+            format: roomgate_server::config::LogFormat::Text,
+        };
+        telemetry::init(&settings, std::io::stdout);
+    }
+});
+
+/// A fresh database of the given kind. A missing MariaDB fails the test loudly.
+pub async fn test_database(backend: Backend) -> TestDatabase {
+    match backend {
+        Backend::Sqlite => TestDatabase::sqlite(),
+        Backend::Mysql => TestDatabase::mysql().await,
+    }
+}
+
+/// Configuration for one test server: the database and any `section.key` overrides.
+#[derive(Debug)]
+pub struct AppOptions {
+    pub backend: Backend,
+    pub overrides: Vec<(String, String)>,
+}
+
+impl AppOptions {
+    pub fn new(backend: Backend) -> Self {
+        Self {
+            backend,
+            overrides: Vec::new(),
+        }
+    }
+
+    /// Overrides `key` (`section.key`), as `ROOMGATE__SECTION__KEY` would.
+    pub fn with(mut self, key: &str, value: impl ToString) -> Self {
+        self.overrides.push((key.to_owned(), value.to_string()));
+        self
+    }
+}
+
+/// Builds settings the way the binary does: embedded defaults plus environment-style overrides.
+pub fn settings_for(database_url: &str, overrides: &[(String, String)]) -> Settings {
+    let mut env = vec![
+        ("server.bind", "127.0.0.1:0".to_owned()),
+        ("server.workers", "2".to_owned()),
+        ("database.url", database_url.to_owned()),
+        ("database.max_connections", "8".to_owned()),
+        ("ws.heartbeat_interval_ms", "1000".to_owned()),
+        ("ws.client_timeout_ms", "10000".to_owned()),
+        // Tests fire many requests as one user; they raise the limit unless they test it.
+        ("limits.user_requests_per_second", "10000".to_owned()),
+        ("limits.user_burst", "10000".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect::<Vec<_>>();
+    env.extend(overrides.iter().cloned());
+    let env = env.into_iter().map(|(key, value)| (env_name(&key), value));
+    Settings::load_from(None, env).expect("test settings load")
+}
+
+/// `section.key` → `ROOMGATE__SECTION__KEY`.
+pub fn env_name(key: &str) -> String {
+    format!("ROOMGATE__{}", key.replace('.', "__").to_uppercase())
+}
+
+pub struct TestApp {
+    /// e.g. `http://127.0.0.1:40123`
+    pub address: String,
+    pub port: u16,
+    pub client: reqwest::Client,
+    pub backend: Backend,
+    /// Kept so that the database lives as long as the server.
+    pub database: TestDatabase,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+/// A server on SQLite with the default configuration (dev tokens on).
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(AppOptions::new(Backend::Sqlite)).await
+}
+
+pub async fn spawn_app_with(options: AppOptions) -> TestApp {
+    LazyLock::force(&TRACING);
+    let database = test_database(options.backend).await;
+    let settings = settings_for(database.url(), &options.overrides);
+    let app = Application::build(settings).await.expect("the app builds");
+    let port = app.local_addr().port();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until_stopped(async move {
+        let _ = stopped.await;
+    }));
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        port,
+        client: reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap(),
+        backend: options.backend,
+        database,
+        stop: Some(stop),
+        server: Some(server),
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub fn ws_url(&self, path: &str) -> String {
+        format!("ws://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// A bearer token for `user` from the dev-token endpoint.
+    pub async fn token(&self, user: &str) -> String {
+        let response = self
+            .client
+            .post(self.url("/api/v1/dev/tokens"))
+            .json(&json!({ "user_id": user }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let body: Value = response.json().await.unwrap();
+        body["token"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> reqwest::Response {
+        let mut request = self.client.post(self.url(path)).json(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.unwrap()
+    }
+
+    /// `POST /api/v1/rooms`; returns the raw response.
+    pub async fn create_room_raw(&self, token: &str, body: &Value) -> reqwest::Response {
+        self.post("/api/v1/rooms", Some(token), body).await
+    }
+
+    /// Creates a room (202) and returns its body: `{"room", "reservation"}`.
+    pub async fn create_room(&self, token: &str, id: &str, capacity: u32) -> Value {
+        let response = self
+            .create_room_raw(
+                token,
+                &json!({ "id": id, "title": format!("Room {id}"), "capacity": capacity }),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+        response.json().await.unwrap()
+    }
+
+    /// Creates a room and confirms the creator's seat over WebSocket, so that it is open.
+    /// Returns the creator's socket (already past its `joined` frame).
+    pub async fn open_room(&self, creator: &str, id: &str, capacity: u32) -> Ws {
+        let token = self.token(creator).await;
+        let created = self.create_room(&token, id, capacity).await;
+        let mut ws = self.ws(ticket_of(&created["reservation"])).await;
+        let joined = next_json(&mut ws).await;
+        assert_eq!(joined["type"], "joined", "{joined}");
+        ws
+    }
+
+    /// `POST /api/v1/rooms/{room}/reservations` with an optional body.
+    pub async fn reserve_raw(
+        &self,
+        token: &str,
+        room: &str,
+        body: Option<&Value>,
+    ) -> reqwest::Response {
+        let mut request = self
+            .client
+            .post(self.url(&format!("/api/v1/rooms/{room}/reservations")))
+            .bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        request.send().await.unwrap()
+    }
+
+    /// Reserves a seat (201) and returns the reservation.
+    pub async fn reserve(&self, token: &str, room: &str) -> Value {
+        let response = self.reserve_raw(token, room, None).await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        response.json().await.unwrap()
+    }
+
+    pub async fn cancel(&self, token: &str, room: &str) -> reqwest::Response {
+        self.client
+            .delete(self.url(&format!("/api/v1/rooms/{room}/reservations/me")))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.unwrap()
+    }
+
+    /// `GET /api/v1/rooms/{room}`, expecting 200.
+    pub async fn room(&self, room: &str) -> Value {
+        let response = self.get(&format!("/api/v1/rooms/{room}")).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json().await.unwrap()
+    }
+
+    /// Reserves as `user` and joins over WebSocket; returns the socket past its `joined` frame.
+    pub async fn join(&self, user: &str, room: &str) -> (Ws, Value) {
+        let token = self.token(user).await;
+        let reservation = self.reserve(&token, room).await;
+        let mut ws = self.ws(ticket_of(&reservation)).await;
+        let joined = next_json(&mut ws).await;
+        assert_eq!(joined["type"], "joined", "{joined}");
+        (ws, joined)
+    }
+
+    /// Opens the WebSocket for a ticket.
+    pub async fn ws(&self, ticket: &str) -> Ws {
+        self.ws_path(&format!("/api/v1/ws?ticket={ticket}")).await
+    }
+
+    pub async fn ws_path(&self, path: &str) -> Ws {
+        let (ws, response) = tokio_tungstenite::connect_async(self.ws_url(path))
+            .await
+            .expect("the WebSocket upgrades");
+        assert_eq!(response.status().as_u16(), 101);
+        ws
+    }
+
+    /// Polls `GET /api/v1/rooms/{room}` until `check` holds, or fails after `within`.
+    pub async fn wait_for_room(
+        &self,
+        room: &str,
+        within: Duration,
+        check: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let view = self.room(room).await;
+            if check(&view) {
+                return view;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!("room {room} never reached the expected state; last seen {view}");
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Graceful shutdown, as on SIGTERM; waits until the server has finished.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.unwrap().unwrap();
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.abort();
+        }
+    }
+}
+
+pub fn ticket_of(reservation: &Value) -> &str {
+    reservation["ticket"]
+        .as_str()
+        .expect("a reservation has a ticket")
+}
+
+/// The next JSON text frame, skipping pings; fails after 10 s.
+pub async fn next_json(ws: &mut Ws) -> Value {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("a frame arrives in time")
+            .expect("the socket is open")
+            .expect("the frame is readable");
+        match message {
+            Message::Text(text) => return serde_json::from_str(text.as_str()).unwrap(),
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("expected a text frame, got {other:?}"),
+        }
+    }
+}
+
+/// The next frame of the given `type`, skipping others (e.g. presence while waiting for a message).
+pub async fn next_of_type(ws: &mut Ws, kind: &str) -> Value {
+    loop {
+        let frame = next_json(ws).await;
+        if frame["type"] == kind {
+            return frame;
+        }
+    }
+}
+
+/// Reads until the server closes; returns the close code and reason. Text frames on the way
+/// are skipped. Fails after 10 s.
+pub async fn expect_close(ws: &mut Ws) -> (u16, String) {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("the server closes in time");
+        match message {
+            Some(Ok(Message::Close(Some(frame)))) => {
+                return (u16::from(frame.code), frame.reason.to_string());
+            }
+            Some(Ok(Message::Close(None))) => return (u16::from(CloseCode::Status), String::new()),
+            Some(Ok(_)) => continue,
+            Some(Err(error)) => panic!("the socket failed before a close frame: {error}"),
+            None => panic!("the socket ended without a close frame"),
+        }
+    }
+}
+
+pub async fn send_json(ws: &mut Ws, frame: &Value) {
+    ws.send(Message::text(frame.to_string())).await.unwrap();
+}
+
+/// The contract's error body: returns `(code, details)` after checking the shape.
+pub async fn error_of(response: reqwest::Response) -> (StatusCode, String, Value) {
+    let status = response.status();
+    let body: Value = response.json().await.expect("errors have a JSON body");
+    let code = body["error"]["code"]
+        .as_str()
+        .expect("error.code")
+        .to_owned();
+    assert!(
+        body["error"]["message"].is_string(),
+        "error.message: {body}"
+    );
+    (status, code, body["error"]["details"].clone())
+}
+
+/// Generates one `#[tokio::test]` per database for each scenario `async fn name(backend)`.
+#[macro_export]
+macro_rules! on_both_databases {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::helpers::Backend::Sqlite).await;
+                }
+            )*
+        }
+        mod mariadb {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::helpers::Backend::Mysql).await;
+                }
+            )*
+        }
+    };
+}

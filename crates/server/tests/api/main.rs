@@ -1,0 +1,10 @@
+//! The server's one integration-test binary: a real server on port 0 per test, real HTTP and
+//! WebSocket clients, on SQLite and on a fresh MariaDB database.
+
+// Helpers outside `#[test]` functions panic on purpose too: a panic is a failed assertion.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod helpers;
+
+mod operations;
+mod web_client;
