@@ -1,0 +1,503 @@
+//! [`Database`]: the operations the server calls, each one transaction where it writes.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel_async::{AsyncConnection, RunQueryDsl};
+use roomgate_domain::{MessageBody, NodeId, RoomId, UserId};
+use tokio::sync::{Semaphore, SemaphorePermit};
+
+use crate::error::{PersistenceError, TxError};
+use crate::guard::{self, OPTIMISTIC_ATTEMPTS, SeatRequest};
+use crate::pool::{self, MysqlConn, Pools, SqliteConn, checkout};
+use crate::records::{
+    MemberRow, MessageRecord, NewRoom, ReclaimedMember, RoomRecord, new_message, node_column, now,
+    reclaimed,
+};
+use crate::repo::rooms::NewRoomRow;
+use crate::repo::{MessageRepo, NodeRepo, ParticipantRepo, RoomRepo};
+use crate::settings::{Backend, DatabaseSettings, JoinGuard};
+
+/// How often a transaction that InnoDB rolled back as a deadlock victim is run again.
+const DEADLOCK_RETRIES: u32 = 3;
+
+/// A pool of connections to one database, MySQL/MariaDB or SQLite. Cheap to clone: clones
+/// share the pool.
+#[derive(Clone)]
+pub struct Database {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pools: Pools,
+    guard: JoinGuard,
+    acquire_timeout: Duration,
+}
+
+impl fmt::Debug for Database {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Database")
+            .field("backend", &self.backend())
+            .field("join_guard", &self.inner.guard)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Runs `$body` with `$conn` bound to a pooled connection of this database's backend. The body
+/// is expanded once per backend, so it is type-checked against each connection type.
+macro_rules! with_conn {
+    ($db:expr, |$conn:ident| $body:expr) => {{
+        let timeout = $db.inner.acquire_timeout;
+        match &$db.inner.pools {
+            Pools::Mysql(pool) => {
+                let mut pooled = checkout(pool, timeout).await?;
+                let $conn: &mut MysqlConn = &mut pooled;
+                $body
+            }
+            Pools::Sqlite { pool, .. } => {
+                let mut pooled = checkout(pool, timeout).await?;
+                let $conn: &mut SqliteConn = &mut pooled;
+                $body
+            }
+        }
+    }};
+}
+
+/// Runs `$body` in a write transaction and, once it committed, `$after` on the same connection
+/// (for reads that need not hold the transaction's locks). A transaction InnoDB rolled back
+/// as a deadlock victim runs again. On SQLite the transaction starts with `BEGIN IMMEDIATE`
+/// (a deferred one that reads and then writes fails with "database is locked" under
+/// concurrency) and waits for this process's writer turn first.
+macro_rules! transaction {
+    ($db:expr, |$conn:ident| $body:expr) => {
+        transaction!($db, |$conn| $body, then | _conn, done | Ok(done))
+    };
+    ($db:expr, |$conn:ident| $body:expr, then |$after_conn:ident, $done:ident| $after:expr) => {{
+        let timeout = $db.inner.acquire_timeout;
+        match &$db.inner.pools {
+            Pools::Mysql(pool) => {
+                let mut pooled = checkout(pool, timeout).await?;
+                let connection: &mut MysqlConn = &mut pooled;
+                let mut attempt = 0;
+                let outcome = loop {
+                    let outcome = connection
+                        .transaction(async |$conn: &mut MysqlConn| -> Result<_, TxError> { $body })
+                        .await;
+                    match outcome {
+                        Err(e) if e.is_transient() && attempt < DEADLOCK_RETRIES => {
+                            attempt += 1;
+                            tracing::debug!(
+                                attempt,
+                                "transaction rolled back by the database, retrying"
+                            );
+                        }
+                        outcome => break outcome,
+                    }
+                };
+                match outcome {
+                    Ok($done) => {
+                        let $after_conn: &mut MysqlConn = connection;
+                        $after
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            Pools::Sqlite { pool, writer } => {
+                let turn = writer_turn(writer, timeout).await?;
+                let mut pooled = checkout(pool, timeout).await?;
+                let connection: &mut SqliteConn = &mut pooled;
+                let outcome = connection
+                    .immediate_transaction(async |$conn: &mut SqliteConn| -> Result<_, TxError> {
+                        $body
+                    })
+                    .await;
+                drop(turn);
+                match outcome {
+                    Ok($done) => {
+                        let $after_conn: &mut SqliteConn = connection;
+                        $after
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+        }
+    }};
+}
+
+/// Waits for this process's turn to write to SQLite, at most `timeout`. The permit is given back
+/// when dropped, so a cancelled or failed operation cannot keep the turn.
+async fn writer_turn(
+    writer: &Semaphore,
+    timeout: Duration,
+) -> Result<SemaphorePermit<'_>, PersistenceError> {
+    match tokio::time::timeout(timeout, writer.acquire()).await {
+        Ok(Ok(permit)) => Ok(permit),
+        Ok(Err(_closed)) => Err(PersistenceError::Internal(
+            "the SQLite writer queue was closed".to_owned(),
+        )),
+        Err(_) => Err(PersistenceError::Unavailable(format!(
+            "no turn to write to SQLite within {timeout:?}"
+        ))),
+    }
+}
+
+/// Which nodes' memberships a reap reclaims.
+#[derive(Clone, Copy)]
+enum Doomed {
+    /// Nodes whose last heartbeat is older than the cutoff, and node ids that hold seats but have
+    /// no row at all.
+    SilentSince(chrono::NaiveDateTime),
+    /// Every node except this one (a single node booting: whatever it finds is left over).
+    AllExcept(i64),
+    /// This node alone (its own graceful shutdown).
+    Only(i64),
+}
+
+impl Database {
+    /// Connects, checks the database answers (within `acquire_timeout`) and runs the embedded
+    /// migrations. The backend is chosen by the URL's scheme.
+    pub async fn connect(settings: &DatabaseSettings) -> Result<Self, PersistenceError> {
+        let (backend, _) = pool::parse_url(&settings.url)?;
+        if backend == Backend::Sqlite && settings.join_guard == JoinGuard::Pessimistic {
+            return Err(PersistenceError::Config(
+                "join_guard = \"pessimistic\" needs row locks (SELECT … FOR UPDATE), which \
+                 SQLite does not have; use \"conditional\" or \"optimistic\", or MySQL/MariaDB"
+                    .to_owned(),
+            ));
+        }
+        let pools = pool::open(settings).await?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                pools,
+                guard: settings.join_guard,
+                acquire_timeout: settings.acquire_timeout,
+            }),
+        })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.inner.pools.backend()
+    }
+
+    pub fn join_guard(&self) -> JoinGuard {
+        self.inner.guard
+    }
+
+    /// Succeeds when a connection can be had and answers a query (readiness probes).
+    pub async fn ping(&self) -> Result<(), PersistenceError> {
+        with_conn!(self, |conn| {
+            diesel::sql_query("SELECT 1").execute(conn).await?;
+            Ok(())
+        })
+    }
+
+    /// Creates the room with its creator as first member, in one transaction.
+    pub async fn open_room_and_join(
+        &self,
+        room: &NewRoom,
+        node: NodeId,
+    ) -> Result<RoomRecord, PersistenceError> {
+        let node_id = node_column(node)?;
+        let capacity = i32::try_from(room.capacity.get())
+            .map_err(|_| PersistenceError::Internal("capacity does not fit INTEGER".to_owned()))?;
+        let created_at = now();
+        let row = NewRoomRow {
+            id: room.id.as_str(),
+            title: room.title.as_str(),
+            capacity,
+            password_hash: room.password.as_ref().map(|p| p.as_str()),
+            created_by: room.created_by.as_str(),
+            created_at,
+        };
+        let row = &row;
+        transaction!(self, |conn| {
+            match RoomRepo::insert_with_creator(conn, row).await {
+                Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {
+                    return Err(PersistenceError::RoomExists {
+                        room: room.id.clone(),
+                    }
+                    .into());
+                }
+                inserted => inserted?,
+            }
+            ParticipantRepo::insert(conn, row.id, row.created_by, node_id, created_at).await?;
+            Ok(())
+        })
+        .map_err(TxError::into_persistence)?;
+        Ok(RoomRecord {
+            id: room.id.clone(),
+            title: room.title.as_str().to_owned(),
+            capacity: room.capacity.get(),
+            attending: 1,
+            password_hash: room.password.clone(),
+            created_by: room.created_by.clone(),
+            created_at: created_at.and_utc(),
+            version: 0,
+        })
+    }
+
+    /// Takes a seat for `user` through `node`, guarded by the configured [`JoinGuard`]. The
+    /// returned room is read just after the commit, so `attending` includes this join (and any
+    /// that committed in between).
+    pub async fn join(
+        &self,
+        room: &RoomId,
+        user: &UserId,
+        node: NodeId,
+    ) -> Result<RoomRecord, PersistenceError> {
+        let seat = SeatRequest {
+            room,
+            user,
+            node: node_column(node)?,
+            joined_at: now(),
+        };
+        let seat = &seat;
+        match self.inner.guard {
+            JoinGuard::Conditional => {
+                transaction!(
+                    self,
+                    |conn| guard::conditional(conn, seat).await,
+                    then | conn,
+                    _joined | read_room_after_join(conn, seat).await
+                )
+            }
+            JoinGuard::Pessimistic => {
+                transaction!(
+                    self,
+                    |conn| guard::pessimistic(conn, seat).await,
+                    then | conn,
+                    _joined | read_room_after_join(conn, seat).await
+                )
+            }
+            JoinGuard::Optimistic => return self.join_optimistic(seat).await,
+        }
+        .map_err(TxError::into_persistence)
+    }
+
+    /// Retries the optimistic guard in fresh transactions, with jittered back-off between
+    /// attempts (the connection goes back to the pool while waiting), then gives up.
+    async fn join_optimistic(
+        &self,
+        seat: &SeatRequest<'_>,
+    ) -> Result<RoomRecord, PersistenceError> {
+        for attempt in 0..OPTIMISTIC_ATTEMPTS {
+            let outcome = transaction!(
+                self,
+                |conn| guard::optimistic_attempt(conn, seat).await,
+                then | conn,
+                _joined | read_room_after_join(conn, seat).await
+            );
+            match outcome {
+                Err(TxError::VersionConflict) => {
+                    tokio::time::sleep(guard::optimistic_backoff(attempt)).await;
+                }
+                outcome => return outcome.map_err(TxError::into_persistence),
+            }
+        }
+        tracing::warn!(room = %seat.room, attempts = OPTIMISTIC_ATTEMPTS, "optimistic join gave up");
+        Err(PersistenceError::Contended)
+    }
+
+    /// Gives back `user`'s seat. True if a membership was removed; leaving twice is a no-op.
+    pub async fn leave(&self, room: &RoomId, user: &UserId) -> Result<bool, PersistenceError> {
+        transaction!(self, |conn| {
+            // Lock the room before touching the participant, in the same order as every join,
+            // so that a join and a leave of the same user cannot deadlock each other.
+            if RoomRepo::find_for_update(conn, room.as_str())
+                .await?
+                .is_none()
+            {
+                return Ok(false);
+            }
+            if ParticipantRepo::delete(conn, room.as_str(), user.as_str()).await? == 0 {
+                return Ok(false);
+            }
+            RoomRepo::free_seats(conn, room.as_str(), 1).await?;
+            Ok(true)
+        })
+        .map_err(TxError::into_persistence)
+    }
+
+    /// Appends a message to the room's history.
+    pub async fn post_message(
+        &self,
+        room: &RoomId,
+        user: &UserId,
+        body: &MessageBody,
+    ) -> Result<MessageRecord, PersistenceError> {
+        let sent_at = now();
+        let id = transaction!(self, |conn| {
+            let inserted =
+                MessageRepo::insert(conn, room.as_str(), user.as_str(), body.as_str(), sent_at)
+                    .await;
+            match inserted {
+                Err(DieselError::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, _)) => {
+                    Err(PersistenceError::NotFound { room: room.clone() }.into())
+                }
+                inserted => Ok(inserted?),
+            }
+        })
+        .map_err(TxError::into_persistence)?;
+        new_message(id, room, user, body, sent_at)
+    }
+
+    /// The last `limit` messages of the room, oldest first.
+    pub async fn history(
+        &self,
+        room: &RoomId,
+        limit: u32,
+    ) -> Result<Vec<MessageRecord>, PersistenceError> {
+        let mut rows = with_conn!(self, |conn| {
+            MessageRepo::newest(conn, room.as_str(), i64::from(limit)).await
+        })?;
+        rows.reverse();
+        rows.into_iter().map(MessageRecord::try_from).collect()
+    }
+
+    pub async fn get_room(&self, room: &RoomId) -> Result<Option<RoomRecord>, PersistenceError> {
+        let row = with_conn!(self, |conn| RoomRepo::find(conn, room.as_str()).await)?;
+        row.map(RoomRecord::try_from).transpose()
+    }
+
+    /// Up to `limit` rooms ordered by id, starting after `after` (keyset paging).
+    pub async fn list_rooms(
+        &self,
+        after: Option<&RoomId>,
+        limit: u32,
+    ) -> Result<Vec<RoomRecord>, PersistenceError> {
+        let after = after.map(RoomId::as_str);
+        let rows = with_conn!(self, |conn| {
+            RoomRepo::page(conn, after, i64::from(limit)).await
+        })?;
+        rows.into_iter().map(RoomRecord::try_from).collect()
+    }
+
+    /// The room's members in the order they joined (ties broken by user id).
+    pub async fn members(&self, room: &RoomId) -> Result<Vec<UserId>, PersistenceError> {
+        let users = with_conn!(self, |conn| {
+            ParticipantRepo::of_room(conn, room.as_str()).await
+        })?;
+        users
+            .iter()
+            .map(|user| crate::records::stored_user_id(user))
+            .collect()
+    }
+
+    /// Records that `node` is alive, as of now.
+    pub async fn register_node(&self, node: NodeId) -> Result<(), PersistenceError> {
+        let id = node_column(node)?;
+        let at = now();
+        transaction!(self, |conn| Ok(NodeRepo::upsert(conn, id, at).await?))
+            .map_err(TxError::into_persistence)
+    }
+
+    /// Moves `node`'s heartbeat to now. If another node already reaped this one as dead, its row
+    /// is inserted again (and a warning logged): its old memberships are gone, and the caller
+    /// should treat sessions older than the reap as no longer holding seats.
+    pub async fn heartbeat(&self, node: NodeId) -> Result<(), PersistenceError> {
+        let id = node_column(node)?;
+        let at = now();
+        transaction!(self, |conn| {
+            if NodeRepo::touch(conn, id, at).await? == 0 {
+                tracing::warn!(%node, "heartbeat found no row for this node: it was reaped as dead; registering again");
+                NodeRepo::upsert(conn, id, at).await?;
+            }
+            Ok(())
+        })
+        .map_err(TxError::into_persistence)
+    }
+
+    /// Reclaims the seats of nodes whose heartbeat is older than `stale_after`, and of node ids
+    /// that hold seats without any node row; deletes those nodes' rows. One transaction.
+    pub async fn reap_dead_nodes(
+        &self,
+        stale_after: Duration,
+    ) -> Result<Vec<ReclaimedMember>, PersistenceError> {
+        let stale_after = chrono::Duration::from_std(stale_after)
+            .map_err(|_| PersistenceError::Config("stale_after is too large".to_owned()))?;
+        let cutoff = now()
+            .checked_sub_signed(stale_after)
+            .ok_or_else(|| PersistenceError::Config("stale_after is too large".to_owned()))?;
+        self.reclaim(Doomed::SilentSince(cutoff)).await
+    }
+
+    /// For a single node booting: reclaims every seat not held by `node` and deletes every other
+    /// node's row, whatever their heartbeats say.
+    pub async fn reap_all_nodes_except(
+        &self,
+        node: NodeId,
+    ) -> Result<Vec<ReclaimedMember>, PersistenceError> {
+        self.reclaim(Doomed::AllExcept(node_column(node)?)).await
+    }
+
+    /// Graceful shutdown: gives back every seat `node` holds and deletes its row.
+    pub async fn remove_node(
+        &self,
+        node: NodeId,
+    ) -> Result<Vec<ReclaimedMember>, PersistenceError> {
+        self.reclaim(Doomed::Only(node_column(node)?)).await
+    }
+
+    async fn reclaim(&self, doomed: Doomed) -> Result<Vec<ReclaimedMember>, PersistenceError> {
+        let rows = transaction!(self, |conn| {
+            let nodes = match doomed {
+                Doomed::SilentSince(cutoff) => {
+                    let registered: BTreeSet<i64> =
+                        NodeRepo::all_ids(conn).await?.into_iter().collect();
+                    let mut nodes: BTreeSet<i64> = NodeRepo::silent_since(conn, cutoff)
+                        .await?
+                        .into_iter()
+                        .collect();
+                    let holders = ParticipantRepo::node_ids(conn).await?;
+                    nodes.extend(holders.into_iter().filter(|id| !registered.contains(id)));
+                    nodes
+                }
+                Doomed::AllExcept(keep) => {
+                    let mut nodes: BTreeSet<i64> =
+                        NodeRepo::all_ids(conn).await?.into_iter().collect();
+                    nodes.extend(ParticipantRepo::node_ids(conn).await?);
+                    nodes.remove(&keep);
+                    nodes
+                }
+                Doomed::Only(node) => BTreeSet::from([node]),
+            };
+            if nodes.is_empty() {
+                return Ok(Vec::new());
+            }
+            let nodes: Vec<i64> = nodes.into_iter().collect();
+            let members: Vec<MemberRow> = ParticipantRepo::held_by_for_update(conn, &nodes).await?;
+            ParticipantRepo::delete_held_by(conn, &nodes).await?;
+            let mut freed: BTreeMap<&str, i32> = BTreeMap::new();
+            for (room, _, _) in &members {
+                *freed.entry(room.as_str()).or_default() += 1;
+            }
+            for (room, count) in freed {
+                RoomRepo::free_seats(conn, room, count).await?;
+            }
+            NodeRepo::delete(conn, &nodes).await?;
+            Ok(members)
+        })
+        .map_err(TxError::into_persistence)?;
+        if !rows.is_empty() {
+            tracing::info!(count = rows.len(), "reclaimed seats of departed nodes");
+        }
+        reclaimed(rows)
+    }
+}
+
+/// The room as it is right after a join committed.
+async fn read_room_after_join<C: RoomRepo>(
+    conn: &mut C,
+    seat: &SeatRequest<'_>,
+) -> Result<RoomRecord, TxError> {
+    match RoomRepo::find(conn, seat.room.as_str()).await? {
+        Some(row) => Ok(RoomRecord::try_from(row)?),
+        None => Err(PersistenceError::NotFound {
+            room: seat.room.clone(),
+        }
+        .into()),
+    }
+}

@@ -1,0 +1,142 @@
+//! The three join guards. Each runs inside the caller's transaction and either takes a seat and
+//! inserts the participant, or refuses without changing anything (the transaction rolls back).
+
+use std::time::Duration;
+
+use chrono::NaiveDateTime;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use rand::Rng;
+use roomgate_domain::{RoomId, UserId};
+
+use crate::error::{PersistenceError, TxError};
+use crate::repo::{ParticipantRepo, RoomRepo};
+
+/// How often the optimistic guard tries before answering `Contended`.
+pub(crate) const OPTIMISTIC_ATTEMPTS: u32 = 20;
+
+/// One user asking for a seat in one room, through one node.
+pub(crate) struct SeatRequest<'a> {
+    pub room: &'a RoomId,
+    pub user: &'a UserId,
+    pub node: i64,
+    pub joined_at: NaiveDateTime,
+}
+
+/// `UPDATE … WHERE attending < capacity`: the check and the increment are one statement, so the
+/// row lock is taken only once a seat is known to be free and nothing is decided on a stale read.
+pub(crate) async fn conditional<C>(conn: &mut C, seat: &SeatRequest<'_>) -> Result<(), TxError>
+where
+    C: RoomRepo + ParticipantRepo,
+{
+    if RoomRepo::take_seat_if_free(conn, seat.room.as_str()).await? == 0 {
+        return Err(refusal(conn, seat).await);
+    }
+    add_participant(conn, seat).await
+}
+
+/// `SELECT … FOR UPDATE`, check, update: simple to reason about, but the room's row stays
+/// locked for a whole extra round trip, which serialises joins to a hot room.
+pub(crate) async fn pessimistic<C>(conn: &mut C, seat: &SeatRequest<'_>) -> Result<(), TxError>
+where
+    C: RoomRepo + ParticipantRepo,
+{
+    let Some(room) = RoomRepo::find_for_update(conn, seat.room.as_str()).await? else {
+        return Err(not_found(seat));
+    };
+    if !room.has_seat() {
+        return Err(refusal(conn, seat).await);
+    }
+    RoomRepo::take_seat(conn, seat.room.as_str()).await?;
+    add_participant(conn, seat).await
+}
+
+/// One optimistic attempt: read the version without locking, then take the seat only if the
+/// version is unchanged. `VersionConflict` asks the caller to retry in a new transaction.
+pub(crate) async fn optimistic_attempt<C>(
+    conn: &mut C,
+    seat: &SeatRequest<'_>,
+) -> Result<(), TxError>
+where
+    C: RoomRepo + ParticipantRepo,
+{
+    let Some(room) = RoomRepo::find(conn, seat.room.as_str()).await? else {
+        return Err(not_found(seat));
+    };
+    if !room.has_seat() {
+        return Err(refusal(conn, seat).await);
+    }
+    if RoomRepo::take_seat_at_version(conn, seat.room.as_str(), room.version).await? == 0 {
+        return Err(TxError::VersionConflict);
+    }
+    add_participant(conn, seat).await
+}
+
+/// Full-jitter exponential back-off (1 ms doubling to 64 ms): losers of a race spread out instead
+/// of colliding again on the next attempt.
+pub(crate) fn optimistic_backoff(attempt: u32) -> Duration {
+    let ceiling_ms = 1_u64 << attempt.min(6);
+    Duration::from_micros(rand::rng().random_range(0..=ceiling_ms * 1000))
+}
+
+/// The participant insert that follows a taken seat. A duplicate means the user already holds a
+/// seat: the error rolls back the seat just taken, so `attending` is unchanged.
+async fn add_participant<C>(conn: &mut C, seat: &SeatRequest<'_>) -> Result<(), TxError>
+where
+    C: ParticipantRepo,
+{
+    let inserted = ParticipantRepo::insert(
+        conn,
+        seat.room.as_str(),
+        seat.user.as_str(),
+        seat.node,
+        seat.joined_at,
+    )
+    .await;
+    match inserted {
+        Ok(()) => Ok(()),
+        Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {
+            Err(already_joined(seat))
+        }
+        Err(DieselError::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, _)) => {
+            Err(not_found(seat))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Why no seat was taken: the room is missing, the user is already in it, or it is full.
+/// Only runs on the refusal path, so the extra reads cost nothing to successful joins.
+async fn refusal<C>(conn: &mut C, seat: &SeatRequest<'_>) -> TxError
+where
+    C: RoomRepo + ParticipantRepo,
+{
+    let room = match RoomRepo::find(conn, seat.room.as_str()).await {
+        Ok(Some(room)) => room,
+        Ok(None) => return not_found(seat),
+        Err(e) => return e.into(),
+    };
+    match ParticipantRepo::exists(conn, seat.room.as_str(), seat.user.as_str()).await {
+        Ok(true) => already_joined(seat),
+        Ok(false) => PersistenceError::RoomFull {
+            room: seat.room.clone(),
+            capacity: room.capacity(),
+        }
+        .into(),
+        Err(e) => e.into(),
+    }
+}
+
+fn not_found(seat: &SeatRequest<'_>) -> TxError {
+    PersistenceError::NotFound {
+        room: seat.room.clone(),
+    }
+    .into()
+}
+
+fn already_joined(seat: &SeatRequest<'_>) -> TxError {
+    PersistenceError::AlreadyJoined {
+        room: seat.room.clone(),
+        user: seat.user.clone(),
+    }
+    .into()
+}

@@ -1,0 +1,235 @@
+//! Connection pools for both backends, connection set-up and embedded migrations.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool::Runtime;
+use deadpool::managed::{Manager, Object, Pool, PoolError};
+use diesel::{Connection, RunQueryDsl as _, SqliteConnection};
+use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
+use diesel_async::pooled_connection::{
+    AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
+};
+use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
+use diesel_async::{AsyncConnection, AsyncMysqlConnection, SimpleAsyncConnection};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use tokio::sync::Semaphore;
+
+use crate::error::{PersistenceError, connection_error};
+use crate::settings::{Backend, DatabaseSettings};
+
+pub(crate) type MysqlConn = AsyncMysqlConnection;
+pub(crate) type SqliteConn = SyncConnectionWrapper<SqliteConnection>;
+
+const MYSQL_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/mysql");
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/sqlite");
+
+pub(crate) enum Pools {
+    Mysql(Pool<AsyncDieselConnectionManager<MysqlConn>>),
+    Sqlite {
+        pool: Pool<AsyncDieselConnectionManager<SqliteConn>>,
+        /// SQLite admits one writer at a time. Queueing writers here, in FIFO order, replaces
+        /// SQLite's busy handler (which sleeps and polls, and starves some waiters under load)
+        /// for writers of this process; `busy_timeout` still covers other processes.
+        writer: Arc<Semaphore>,
+    },
+}
+
+impl Pools {
+    pub(crate) fn backend(&self) -> Backend {
+        match self {
+            Pools::Mysql(_) => Backend::Mysql,
+            Pools::Sqlite { .. } => Backend::Sqlite,
+        }
+    }
+}
+
+/// Which backend a URL names, and the location the driver expects.
+pub(crate) fn parse_url(url: &str) -> Result<(Backend, &str), PersistenceError> {
+    if url.starts_with("mysql://") {
+        Ok((Backend::Mysql, url))
+    } else if let Some(path) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    {
+        if path.is_empty() || path.starts_with(":memory:") {
+            return Err(PersistenceError::Config(
+                "a sqlite url needs a file path, e.g. sqlite://data/roomgate.db".to_owned(),
+            ));
+        }
+        Ok((Backend::Sqlite, path))
+    } else {
+        Err(PersistenceError::Config(
+            "database url must start with mysql:// or sqlite://".to_owned(),
+        ))
+    }
+}
+
+pub(crate) async fn open(settings: &DatabaseSettings) -> Result<Pools, PersistenceError> {
+    if settings.max_connections == 0 {
+        return Err(PersistenceError::Config(
+            "database.max_connections must be at least 1".to_owned(),
+        ));
+    }
+    let (backend, location) = parse_url(&settings.url)?;
+    let pools = match backend {
+        Backend::Mysql => {
+            let mut config = ManagerConfig::<MysqlConn>::default();
+            // Verified recycling costs a `SELECT 1` per checkout but turns a connection the
+            // server dropped (restart, wait_timeout) into a fresh one instead of a failed query.
+            config.recycling_method = RecyclingMethod::Verified;
+            let manager = AsyncDieselConnectionManager::new_with_config(location, config);
+            Pools::Mysql(build(manager, settings)?)
+        }
+        Backend::Sqlite => {
+            create_parent_dir(location)?;
+            let busy_ms = settings.acquire_timeout.as_millis().max(1000);
+            let mut config = ManagerConfig::<SqliteConn>::default();
+            config.custom_setup = Box::new(move |path| {
+                let path = path.to_owned();
+                Box::pin(async move {
+                    let mut conn = SqliteConn::establish(&path).await?;
+                    conn.batch_execute(&sqlite_pragmas(busy_ms))
+                        .await
+                        .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+                    Ok(conn)
+                })
+            });
+            let manager = AsyncDieselConnectionManager::new_with_config(location, config);
+            Pools::Sqlite {
+                pool: build(manager, settings)?,
+                writer: Arc::new(Semaphore::new(1)),
+            }
+        }
+    };
+    // One checkout proves the server answers before migrations (which have no timeout of their
+    // own) run, so an unreachable database fails within the acquire timeout.
+    match &pools {
+        Pools::Mysql(pool) => drop(checkout(pool, settings.acquire_timeout).await?),
+        Pools::Sqlite { pool, .. } => drop(checkout(pool, settings.acquire_timeout).await?),
+    }
+    run_migrations(backend, location.to_owned(), settings.acquire_timeout).await?;
+    Ok(pools)
+}
+
+/// Per-connection SQLite settings: WAL lets readers run beside the writer; `busy_timeout` makes a
+/// locked database wait instead of failing at once; foreign keys are off unless asked for;
+/// `synchronous = NORMAL` is WAL's recommended durability (a power cut may lose the last
+/// commits, never consistency).
+fn sqlite_pragmas(busy_ms: u128) -> String {
+    format!(
+        "PRAGMA busy_timeout = {busy_ms}; PRAGMA journal_mode = WAL; \
+         PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;"
+    )
+}
+
+fn create_parent_dir(path: &str) -> Result<(), PersistenceError> {
+    let parent = std::path::Path::new(path).parent();
+    if let Some(dir) = parent.filter(|dir| !dir.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            PersistenceError::Config(format!("cannot create {}: {e}", dir.display()))
+        })?;
+    }
+    Ok(())
+}
+
+fn build<M: Manager>(manager: M, settings: &DatabaseSettings) -> Result<Pool<M>, PersistenceError> {
+    Pool::builder(manager)
+        .max_size(usize::try_from(settings.max_connections).unwrap_or(usize::MAX))
+        .wait_timeout(Some(settings.acquire_timeout))
+        .create_timeout(Some(settings.connect_timeout))
+        .recycle_timeout(Some(settings.connect_timeout))
+        .runtime(Runtime::Tokio1)
+        .build()
+        .map_err(|e| PersistenceError::Config(format!("database pool: {e}")))
+}
+
+/// A pooled connection, or `Unavailable` once `timeout` has passed: deadpool's own timeouts
+/// bound waiting and connecting separately, this bounds their sum.
+pub(crate) async fn checkout<M>(
+    pool: &Pool<M>,
+    timeout: Duration,
+) -> Result<Object<M>, PersistenceError>
+where
+    M: Manager,
+    M::Error: std::fmt::Display,
+{
+    match tokio::time::timeout(timeout, pool.get()).await {
+        Ok(Ok(conn)) => Ok(conn),
+        Ok(Err(PoolError::Backend(e))) => Err(PersistenceError::Unavailable(format!(
+            "cannot connect to the database: {e}"
+        ))),
+        Ok(Err(e)) => Err(PersistenceError::Unavailable(format!(
+            "no database connection: {e}"
+        ))),
+        Err(_) => Err(PersistenceError::Unavailable(format!(
+            "no database connection within {timeout:?}"
+        ))),
+    }
+}
+
+/// Runs the embedded migrations on a blocking thread: diesel's migration harness is
+/// synchronous, and `AsyncConnectionWrapper` must not block a runtime worker (it would panic on
+/// a current-thread runtime).
+async fn run_migrations(
+    backend: Backend,
+    location: String,
+    lock_wait: Duration,
+) -> Result<(), PersistenceError> {
+    let task = tokio::task::spawn_blocking(move || match backend {
+        Backend::Mysql => {
+            let mut conn = <AsyncConnectionWrapper<MysqlConn> as Connection>::establish(&location)
+                .map_err(|e| connection_error(&e))?;
+            migrate_mysql(&mut conn, lock_wait)
+        }
+        Backend::Sqlite => {
+            let mut conn =
+                SqliteConnection::establish(&location).map_err(|e| connection_error(&e))?;
+            diesel::connection::SimpleConnection::batch_execute(
+                &mut conn,
+                &sqlite_pragmas(lock_wait.as_millis().max(1000)),
+            )?;
+            apply(&mut conn, SQLITE_MIGRATIONS)
+        }
+    });
+    task.await
+        .map_err(|e| PersistenceError::Internal(format!("migration task failed: {e}")))?
+}
+
+/// Nodes starting at the same time would otherwise race to apply the same migration; MySQL's
+/// named lock makes the second wait and then find nothing pending.
+fn migrate_mysql(
+    conn: &mut AsyncConnectionWrapper<MysqlConn>,
+    lock_wait: Duration,
+) -> Result<(), PersistenceError> {
+    use diesel::sql_types::{Integer, Nullable};
+    let wait_secs = lock_wait.as_secs().max(1);
+    let locked: Option<i32> = diesel::select(diesel::dsl::sql::<Nullable<Integer>>(&format!(
+        "GET_LOCK('roomgate_migrations', {wait_secs})"
+    )))
+    .get_result(conn)?;
+    if locked != Some(1) {
+        return Err(PersistenceError::Unavailable(
+            "another node is still migrating the database".to_owned(),
+        ));
+    }
+    let result = apply(conn, MYSQL_MIGRATIONS);
+    let _released: Option<i32> = diesel::select(diesel::dsl::sql::<Nullable<Integer>>(
+        "RELEASE_LOCK('roomgate_migrations')",
+    ))
+    .get_result(conn)?;
+    result
+}
+
+fn apply<C>(conn: &mut C, migrations: EmbeddedMigrations) -> Result<(), PersistenceError>
+where
+    C: MigrationHarness<C::Backend> + Connection,
+{
+    conn.run_pending_migrations(migrations)
+        .map(|applied| {
+            if !applied.is_empty() {
+                tracing::info!(count = applied.len(), "applied database migrations");
+            }
+        })
+        .map_err(|e| PersistenceError::Internal(format!("running migrations: {e}")))
+}

@@ -1,0 +1,124 @@
+//! `participants`: who holds a seat in which room, and through which node.
+
+use chrono::NaiveDateTime;
+use diesel::QueryResult;
+
+use crate::records::MemberRow;
+
+pub(crate) trait ParticipantRepo {
+    /// Fails with a unique violation when `user` is already a member.
+    async fn insert(
+        &mut self,
+        room: &str,
+        user: &str,
+        node: i64,
+        joined_at: NaiveDateTime,
+    ) -> QueryResult<()>;
+    async fn delete(&mut self, room: &str, user: &str) -> QueryResult<usize>;
+    async fn exists(&mut self, room: &str, user: &str) -> QueryResult<bool>;
+    /// Members in the order they joined; ties (same microsecond) broken by user id.
+    async fn of_room(&mut self, room: &str) -> QueryResult<Vec<String>>;
+    /// Every node id that holds at least one seat, registered or not.
+    async fn node_ids(&mut self) -> QueryResult<Vec<i64>>;
+    /// The seats held by `nodes`, locked until the transaction ends so that the caller deletes
+    /// exactly the rows it reports.
+    async fn held_by_for_update(&mut self, nodes: &[i64]) -> QueryResult<Vec<MemberRow>>;
+    async fn delete_held_by(&mut self, nodes: &[i64]) -> QueryResult<usize>;
+}
+
+macro_rules! participant_repo {
+    ($conn:ty, $lock:ident) => {
+        impl super::ParticipantRepo for $conn {
+            async fn insert(
+                &mut self,
+                room: &str,
+                user: &str,
+                node: i64,
+                joined_at: NaiveDateTime,
+            ) -> QueryResult<()> {
+                diesel::insert_into(participants::table)
+                    .values((
+                        participants::room_id.eq(room),
+                        participants::user_id.eq(user),
+                        participants::node_id.eq(node),
+                        participants::joined_at.eq(joined_at),
+                    ))
+                    .execute(self)
+                    .await
+                    .map(drop)
+            }
+
+            async fn delete(&mut self, room: &str, user: &str) -> QueryResult<usize> {
+                diesel::delete(participants::table.find((room, user)))
+                    .execute(self)
+                    .await
+            }
+
+            async fn exists(&mut self, room: &str, user: &str) -> QueryResult<bool> {
+                diesel::select(diesel::dsl::exists(participants::table.find((room, user))))
+                    .get_result(self)
+                    .await
+            }
+
+            async fn of_room(&mut self, room: &str) -> QueryResult<Vec<String>> {
+                participants::table
+                    .filter(participants::room_id.eq(room))
+                    .order((participants::joined_at.asc(), participants::user_id.asc()))
+                    .select(participants::user_id)
+                    .load(self)
+                    .await
+            }
+
+            async fn node_ids(&mut self) -> QueryResult<Vec<i64>> {
+                participants::table
+                    .select(participants::node_id)
+                    .distinct()
+                    .load(self)
+                    .await
+            }
+
+            async fn held_by_for_update(&mut self, nodes: &[i64]) -> QueryResult<Vec<MemberRow>> {
+                crate::repo::locking!(
+                    $lock,
+                    participants::table
+                        .filter(participants::node_id.eq_any(nodes))
+                        .order((participants::room_id.asc(), participants::user_id.asc()))
+                        .select((
+                            participants::room_id,
+                            participants::user_id,
+                            participants::node_id,
+                        ))
+                )
+                .load(self)
+                .await
+            }
+
+            async fn delete_held_by(&mut self, nodes: &[i64]) -> QueryResult<usize> {
+                diesel::delete(participants::table.filter(participants::node_id.eq_any(nodes)))
+                    .execute(self)
+                    .await
+            }
+        }
+    };
+}
+
+// Each expansion sees one backend's tables under the same names.
+mod mysql {
+    use crate::records::MemberRow;
+    use crate::schema::mysql::participants;
+    use chrono::NaiveDateTime;
+    use diesel::{ExpressionMethods, QueryDsl, QueryResult};
+    use diesel_async::RunQueryDsl;
+
+    participant_repo!(crate::pool::MysqlConn, row_locks);
+}
+
+mod sqlite {
+    use crate::records::MemberRow;
+    use crate::schema::sqlite::participants;
+    use chrono::NaiveDateTime;
+    use diesel::{ExpressionMethods, QueryDsl, QueryResult};
+    use diesel_async::RunQueryDsl;
+
+    participant_repo!(crate::pool::SqliteConn, database_lock);
+}

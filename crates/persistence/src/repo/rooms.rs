@@ -1,0 +1,157 @@
+//! `rooms`: the row that counts a room's members and refuses the (capacity + 1)-th.
+
+use chrono::NaiveDateTime;
+use diesel::QueryResult;
+
+use crate::records::RoomRow;
+
+pub(crate) struct NewRoomRow<'a> {
+    pub id: &'a str,
+    pub title: &'a str,
+    pub capacity: i32,
+    pub password_hash: Option<&'a str>,
+    pub created_by: &'a str,
+    pub created_at: NaiveDateTime,
+}
+
+pub(crate) trait RoomRepo {
+    /// Inserts a room whose creator is already counted (`attending = 1`).
+    async fn insert_with_creator(&mut self, room: &NewRoomRow<'_>) -> QueryResult<()>;
+    async fn find(&mut self, id: &str) -> QueryResult<Option<RoomRow>>;
+    /// Like `find`, but the row stays locked against other writers until the transaction ends.
+    async fn find_for_update(&mut self, id: &str) -> QueryResult<Option<RoomRow>>;
+    async fn page(&mut self, after: Option<&str>, limit: i64) -> QueryResult<Vec<RoomRow>>;
+    /// The conditional guard: takes a seat only if one is free, in one statement.
+    /// Returns the number of rooms updated (0: missing or full).
+    async fn take_seat_if_free(&mut self, id: &str) -> QueryResult<usize>;
+    /// The optimistic guard: takes a seat only if nobody changed the room since `version` was
+    /// read. Returns 0 when the version moved on.
+    async fn take_seat_at_version(&mut self, id: &str, version: i64) -> QueryResult<usize>;
+    /// The pessimistic guard's update, after `find_for_update` checked for a free seat.
+    async fn take_seat(&mut self, id: &str) -> QueryResult<usize>;
+    /// Gives back `count` seats whose participant rows the caller has just deleted (in the
+    /// same transaction, after locking the room with `find_for_update`).
+    async fn free_seats(&mut self, id: &str, count: i32) -> QueryResult<usize>;
+}
+
+macro_rules! room_repo {
+    ($conn:ty, $lock:ident) => {
+        impl super::RoomRepo for $conn {
+            async fn insert_with_creator(&mut self, room: &NewRoomRow<'_>) -> QueryResult<()> {
+                diesel::insert_into(rooms::table)
+                    .values((
+                        rooms::id.eq(room.id),
+                        rooms::title.eq(room.title),
+                        rooms::capacity.eq(room.capacity),
+                        rooms::attending.eq(1),
+                        rooms::password_hash.eq(room.password_hash),
+                        rooms::created_by.eq(room.created_by),
+                        rooms::created_at.eq(room.created_at),
+                        rooms::version.eq(0_i64),
+                    ))
+                    .execute(self)
+                    .await
+                    .map(drop)
+            }
+
+            async fn find(&mut self, id: &str) -> QueryResult<Option<RoomRow>> {
+                rooms::table
+                    .find(id)
+                    .select(rooms::all_columns)
+                    .first(self)
+                    .await
+                    .optional()
+            }
+
+            async fn find_for_update(&mut self, id: &str) -> QueryResult<Option<RoomRow>> {
+                crate::repo::locking!($lock, rooms::table.find(id).select(rooms::all_columns))
+                    .first(self)
+                    .await
+                    .optional()
+            }
+
+            async fn page(&mut self, after: Option<&str>, limit: i64) -> QueryResult<Vec<RoomRow>> {
+                let mut query = rooms::table
+                    .select(rooms::all_columns)
+                    .order(rooms::id.asc())
+                    .limit(limit)
+                    .into_boxed();
+                if let Some(after) = after {
+                    query = query.filter(rooms::id.gt(after));
+                }
+                query.load(self).await
+            }
+
+            async fn take_seat_if_free(&mut self, id: &str) -> QueryResult<usize> {
+                diesel::update(
+                    rooms::table
+                        .filter(rooms::id.eq(id))
+                        .filter(rooms::attending.lt(rooms::capacity)),
+                )
+                .set((
+                    rooms::attending.eq(rooms::attending + 1),
+                    rooms::version.eq(rooms::version + 1),
+                ))
+                .execute(self)
+                .await
+            }
+
+            async fn take_seat_at_version(&mut self, id: &str, version: i64) -> QueryResult<usize> {
+                // `attending < capacity` is redundant with the version check (the caller saw a
+                // free seat at this version) but keeps the statement safe on its own.
+                diesel::update(
+                    rooms::table
+                        .filter(rooms::id.eq(id))
+                        .filter(rooms::version.eq(version))
+                        .filter(rooms::attending.lt(rooms::capacity)),
+                )
+                .set((
+                    rooms::attending.eq(rooms::attending + 1),
+                    rooms::version.eq(rooms::version + 1),
+                ))
+                .execute(self)
+                .await
+            }
+
+            async fn take_seat(&mut self, id: &str) -> QueryResult<usize> {
+                diesel::update(rooms::table.filter(rooms::id.eq(id)))
+                    .set((
+                        rooms::attending.eq(rooms::attending + 1),
+                        rooms::version.eq(rooms::version + 1),
+                    ))
+                    .execute(self)
+                    .await
+            }
+
+            async fn free_seats(&mut self, id: &str, count: i32) -> QueryResult<usize> {
+                // No version bump: freeing a seat cannot invalidate an optimistic join's
+                // "there is a free seat" decision, so joins need not retry because of leaves.
+                diesel::update(rooms::table.filter(rooms::id.eq(id)))
+                    .set(rooms::attending.eq(rooms::attending - count))
+                    .execute(self)
+                    .await
+            }
+        }
+    };
+}
+
+// Each expansion sees one backend's tables under the same names.
+mod mysql {
+    use super::NewRoomRow;
+    use crate::records::RoomRow;
+    use crate::schema::mysql::rooms;
+    use diesel::{ExpressionMethods, OptionalExtension, QueryDsl, QueryResult};
+    use diesel_async::RunQueryDsl;
+
+    room_repo!(crate::pool::MysqlConn, row_locks);
+}
+
+mod sqlite {
+    use super::NewRoomRow;
+    use crate::records::RoomRow;
+    use crate::schema::sqlite::rooms;
+    use diesel::{ExpressionMethods, OptionalExtension, QueryDsl, QueryResult};
+    use diesel_async::RunQueryDsl;
+
+    room_repo!(crate::pool::SqliteConn, database_lock);
+}

@@ -1,0 +1,46 @@
+// @generated automatically by Diesel CLI.
+
+diesel::table! {
+    messages (id) {
+        id -> BigInt,
+        room_id -> Text,
+        user_id -> Text,
+        body -> Text,
+        sent_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    nodes (id) {
+        id -> BigInt,
+        started_at -> Timestamp,
+        heartbeat_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    participants (room_id, user_id) {
+        room_id -> Text,
+        user_id -> Text,
+        node_id -> BigInt,
+        joined_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    rooms (id) {
+        id -> Text,
+        title -> Text,
+        capacity -> Integer,
+        attending -> Integer,
+        password_hash -> Nullable<Text>,
+        created_by -> Text,
+        created_at -> Timestamp,
+        version -> BigInt,
+    }
+}
+
+diesel::joinable!(messages -> rooms (room_id));
+diesel::joinable!(participants -> rooms (room_id));
+
+diesel::allow_tables_to_appear_in_same_query!(messages, nodes, participants, rooms,);

@@ -1,0 +1,4 @@
+DROP TABLE nodes;
+DROP TABLE messages;
+DROP TABLE participants;
+DROP TABLE rooms;
