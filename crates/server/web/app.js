@@ -771,6 +771,7 @@
     renderOccupancy();
     setConnection("joined", "Connected");
     setMessageFormEnabled(true);
+    $("leave").textContent = "Leave room";
     setBodyState();
     if (state.rooms.has(state.room.id)) state.rooms.set(state.room.id, { ...state.room });
     renderRooms();
@@ -779,10 +780,23 @@
     $("message-input").focus();
   }
 
+  let presenceRefresh = null;
+
   function onPresence(frame) {
     if (frame.event === "joined") state.members.add(frame.user_id);
     else if (frame.event === "left") state.members.delete(frame.user_id);
-    if (state.room && typeof frame.attending === "number") state.room.attending = frame.attending;
+    if (state.room && typeof frame.attending === "number") {
+      state.room.attending = frame.attending;
+      // Keep the list's entry for this room as current as the room itself.
+      const listed = state.rooms.get(state.room.id);
+      if (listed) {
+        state.rooms.set(state.room.id, { ...listed, attending: frame.attending });
+        renderRooms();
+      }
+      // The held-seat count changed too; the list endpoint has it.
+      clearTimeout(presenceRefresh);
+      presenceRefresh = setTimeout(loadRooms, 300);
+    }
     // Our own arrival is already announced by the joined frame.
     if (!(frame.event === "joined" && frame.user_id === state.userId)) {
       const verb = frame.event === "joined" ? "joined" : "left";
@@ -862,7 +876,11 @@
 
   function leaveRoom() {
     const ws = state.socket;
-    if (!ws) return;
+    if (!ws) {
+      // Already disconnected: the button only puts the old conversation away.
+      closeRoomView();
+      return;
+    }
     state.leaving = true;
     setConnection("leaving", "Leaving…");
     setMessageFormEnabled(false);
@@ -875,6 +893,15 @@
     } else {
       ws.close(1000);
     }
+  }
+
+  function closeRoomView() {
+    $("room-view").hidden = true;
+    $("chat-title").textContent = "Not in a room";
+    $("chat-placeholder").hidden = false;
+    setConnection("none", "Not connected");
+    state.room = null;
+    renderRooms();
   }
 
   // Leaves the current room (or drops the seat being entered) before moving to
@@ -927,10 +954,11 @@
       scrollToEnd(true);
     }
     if (state.leaving && event.code === 1000) {
-      $("room-view").hidden = true;
-      $("chat-title").textContent = "Not in a room";
-      $("chat-placeholder").hidden = false;
-      state.room = null;
+      closeRoomView();
+    } else if (wasJoined) {
+      // Keep the conversation readable; the button now only puts it away.
+      $("leave").disabled = false;
+      $("leave").textContent = "Close";
     }
     state.leaving = false;
     notify(text, kind, `close_${event.code}`);
