@@ -6,6 +6,8 @@ mod pool;
 mod queue;
 #[cfg(feature = "reaper")]
 mod reaper;
+#[cfg(feature = "redis")]
+mod redis_store;
 mod registry;
 mod seat;
 mod shards;
@@ -16,6 +18,8 @@ pub use error::StoreError;
 pub use queue::{PendingRoom, RoomQueueTracker};
 #[cfg(feature = "reaper")]
 pub use reaper::{ReapReport, Reaper, reap_once};
+#[cfg(feature = "redis")]
+pub use redis_store::{RedisPendingRooms, RedisPermitStore, RedisSettings};
 pub use registry::{
     RegistryReap, RegistrySettings, Reservation, ReserveRequest, RoomCounts, SemaphoreRegistry,
 };

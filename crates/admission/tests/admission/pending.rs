@@ -3,10 +3,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use roomgate_admission::{ManualClock, PendingRoom, RoomQueueTracker, SystemClock};
+use roomgate_admission::{ManualClock, PendingRoom, PendingRooms, RoomQueueTracker, StoreError};
 use roomgate_domain::{AdmissionError, Capacity, Timestamp, Title};
 use tokio::task::JoinSet;
 
+use crate::backends::Backend;
 use crate::{room, user};
 
 fn pending(id: &str, creator: &str) -> PendingRoom {
@@ -19,29 +20,79 @@ fn pending(id: &str, creator: &str) -> PendingRoom {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_hundred_concurrent_registrations_of_one_id_have_exactly_one_winner() {
-    let tracker = RoomQueueTracker::new(Arc::new(SystemClock));
+crate::on_both_backends!(
+    a_hundred_concurrent_registrations_of_one_id_have_exactly_one_winner,
+    a_registration_is_materialized_once_and_expires_with_its_ttl,
+);
+
+async fn a_hundred_concurrent_registrations_of_one_id_have_exactly_one_winner(
+    backend: &impl Backend,
+) {
     let mut tasks = JoinSet::new();
     for i in 0..100 {
-        let tracker = tracker.clone();
+        let tracker = backend.pending().clone();
         tasks.spawn(async move {
-            tracker.register(
-                pending("rust-study", &format!("u{i}")),
-                Duration::from_secs(30),
-            )
+            tracker
+                .register(
+                    pending("rust-study", &format!("u{i}")),
+                    Duration::from_secs(30),
+                )
+                .await
         });
     }
     let (mut won, mut pending_refusals) = (0, 0);
     while let Some(outcome) = tasks.join_next().await {
         match outcome.unwrap() {
             Ok(_) => won += 1,
-            Err(AdmissionError::RoomPending { .. }) => pending_refusals += 1,
+            Err(StoreError::Refused(AdmissionError::RoomPending { .. })) => pending_refusals += 1,
             Err(other) => panic!("unexpected: {other}"),
         }
     }
     assert_eq!((won, pending_refusals), (1, 99));
-    assert_eq!(tracker.len(), 1);
+    assert!(
+        backend
+            .pending()
+            .get(&room("rust-study"))
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
+async fn a_registration_is_materialized_once_and_expires_with_its_ttl(backend: &impl Backend) {
+    let tracker = backend.pending();
+    let mut protected = pending("r", "alice");
+    protected.password = Some(roomgate_domain::PasswordHash::hash("pw").unwrap());
+    tracker
+        .register(protected.clone(), Duration::from_secs(30))
+        .await
+        .unwrap();
+    let (found, _) = tracker.get(&room("r")).await.unwrap().unwrap();
+    assert_eq!(found, protected);
+    assert_eq!(tracker.materialize(&room("r")).await.unwrap(), protected);
+    assert!(tracker.materialize(&room("r")).await.is_err());
+    assert!(tracker.get(&room("r")).await.unwrap().is_none());
+    tracker.remove(&room("r")).await.unwrap();
+
+    tracker
+        .register(pending("s", "bob"), Duration::from_secs(30))
+        .await
+        .unwrap();
+    backend.advance(Duration::from_secs(30));
+    assert!(tracker.get(&room("s")).await.unwrap().is_none());
+    assert_eq!(
+        tracker.materialize(&room("s")).await.unwrap_err(),
+        StoreError::Refused(AdmissionError::TicketExpired)
+    );
+    // The expired registration no longer blocks the id.
+    tracker
+        .register(pending("s", "carol"), Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(
+        tracker.get(&room("s")).await.unwrap().unwrap().0.creator,
+        user("carol")
+    );
 }
 
 #[test]

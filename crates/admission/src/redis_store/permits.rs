@@ -1,0 +1,425 @@
+//! `RedisPermitStore`: the `PermitStore` shared by every node.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use redis::AsyncCommands;
+use roomgate_domain::{
+    AdmissionError, NodeId, RoomId, SessionId, Ticket, Timestamp, UserId, UserRoomKey,
+};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{RedisSettings, Shared, open, scripts, unavailable};
+use crate::clock::ttl_millis;
+use crate::error::StoreError;
+use crate::registry::{Reservation, ReserveRequest, RoomCounts};
+use crate::seat::{SeatGuard, SeatRelease};
+use crate::store::PermitStore;
+
+use super::pending::RedisPendingRooms;
+
+/// Permits in Redis. Cheap to clone.
+#[derive(Clone)]
+pub struct RedisPermitStore {
+    shared: Arc<Shared>,
+    releaser: Arc<QueuedRelease>,
+}
+
+impl std::fmt::Debug for RedisPermitStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisPermitStore")
+            .field("prefix", &self.shared.keys.prefix())
+            .field("node", &self.shared.node)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Seat releases are queued to a task that retries until Redis takes them: a guard is dropped
+/// synchronously, and a release lost to a passing outage would leak a seat until the node dies.
+struct QueuedRelease {
+    queue: mpsc::UnboundedSender<ReleaseJob>,
+}
+
+enum ReleaseJob {
+    Release(UserRoomKey, SessionId),
+    /// Answered once every release queued before it has reached Redis.
+    Flush(oneshot::Sender<()>),
+}
+
+impl SeatRelease for QueuedRelease {
+    fn release(&self, key: &UserRoomKey, session: SessionId) {
+        // Fails only once the store and its task are gone; the node's lease then expires and
+        // the survivors reclaim the seat.
+        let _ = self.queue.send(ReleaseJob::Release(key.clone(), session));
+    }
+}
+
+fn parse_millis(text: Option<&String>) -> Result<Timestamp, StoreError> {
+    text.and_then(|t| t.parse().ok())
+        .map(Timestamp)
+        .ok_or_else(|| StoreError::Unavailable("malformed reply from redis".into()))
+}
+
+impl RedisPermitStore {
+    /// Prepares the store; the connection opens on first use, so this works while Redis is down.
+    /// Needs a running tokio runtime (the release task is spawned here).
+    pub fn connect(settings: &RedisSettings) -> Result<Self, StoreError> {
+        let shared = open(settings)?;
+        let (queue, pending) = mpsc::unbounded_channel();
+        tokio::spawn(release_worker(Arc::clone(&shared), pending));
+        Ok(Self {
+            shared,
+            releaser: Arc::new(QueuedRelease { queue }),
+        })
+    }
+
+    /// The pending-room store on the same connection.
+    pub fn pending_rooms(&self) -> RedisPendingRooms {
+        RedisPendingRooms::new(Arc::clone(&self.shared))
+    }
+
+    pub fn node(&self) -> NodeId {
+        self.shared.node
+    }
+
+    /// Renews this node's lease on all of its joined seats. Returns `true` when Redis did not
+    /// know the node: either it is new, or its lease had run out and its seats were reclaimed,
+    /// in which case its sessions must end.
+    pub async fn heartbeat(&self) -> Result<bool, StoreError> {
+        let mut connection = self.shared.connection();
+        let added: i64 = scripts::HEARTBEAT
+            .key(self.shared.keys.nodes())
+            .arg(self.shared.node.0.to_string())
+            .arg(self.shared.offset())
+            .invoke_async(&mut connection)
+            .await
+            .map_err(unavailable)?;
+        Ok(added == 1)
+    }
+
+    /// Waits until every seat released so far has been given back in Redis (releases are queued
+    /// because guards drop synchronously). For graceful shutdown and for tests.
+    pub async fn flush_releases(&self) {
+        let (done, flushed) = oneshot::channel();
+        if self.releaser.queue.send(ReleaseJob::Flush(done)).is_ok() {
+            let _ = flushed.await;
+        }
+    }
+
+    /// Answers whether Redis can be reached.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let mut connection = self.shared.connection();
+        redis::cmd("PING")
+            .query_async::<String>(&mut connection)
+            .await
+            .map(drop)
+            .map_err(unavailable)
+    }
+
+    /// Moves this store's view of Redis's clock forward, so that tests exercise expiry without
+    /// sleeping. Production code never calls it.
+    pub fn advance_clock(&self, by: Duration) {
+        let millis = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
+        self.shared
+            .clock_offset_ms
+            .fetch_add(millis, Ordering::Relaxed);
+    }
+
+    /// Every key this store's prefix owns; for tests that check nothing was left behind.
+    pub async fn keys_in_use(&self) -> Result<Vec<String>, StoreError> {
+        let mut connection = self.shared.connection();
+        let pattern = format!("{}*", self.shared.keys.prefix());
+        let mut keys: Vec<String> = connection.keys(pattern).await.map_err(unavailable)?;
+        keys.sort();
+        Ok(keys)
+    }
+
+    async fn reserve_inner(&self, req: ReserveRequest) -> Result<Reservation, StoreError> {
+        let keys = &self.shared.keys;
+        let mut connection = self.shared.connection();
+        // Indexed before the seat exists, so that the reaper can never miss a seat.
+        let _: i64 = connection
+            .sadd(keys.rooms(), req.room.as_str())
+            .await
+            .map_err(unavailable)?;
+        let ticket = Ticket::generate();
+        let reply: Vec<String> = scripts::RESERVE
+            .key(keys.seats(&req.room))
+            .arg(req.user.as_str())
+            .arg(req.capacity.get())
+            .arg(req.occupied)
+            .arg(ttl_millis(req.ttl))
+            .arg(ticket.to_text())
+            .arg(self.shared.offset())
+            .invoke_async(&mut connection)
+            .await
+            .map_err(unavailable)?;
+        let status = reply.first().map(String::as_str).unwrap_or_default();
+        let refuse = |error: AdmissionError| Err(StoreError::Refused(error));
+        let (ticket, expires_at, fresh) = match status {
+            "already_joined" => {
+                return refuse(AdmissionError::AlreadyJoined {
+                    room: req.room,
+                    user: req.user,
+                });
+            }
+            "full" => {
+                return refuse(AdmissionError::RoomFull {
+                    room: req.room,
+                    capacity: req.capacity.get(),
+                });
+            }
+            "existing" => {
+                let held = reply
+                    .get(1)
+                    .and_then(|t| Ticket::parse(t).ok())
+                    .ok_or_else(|| StoreError::Unavailable("malformed ticket in redis".into()))?;
+                (held, parse_millis(reply.get(2))?, false)
+            }
+            "ok" | "replaced" => (ticket, parse_millis(reply.get(2))?, true),
+            other => {
+                return Err(StoreError::Unavailable(format!(
+                    "unexpected reply from the reserve script: {other}"
+                )));
+            }
+        };
+        if fresh {
+            let value = format!("{}\t{}\t{}", req.room, req.user, expires_at.millis());
+            let keep_for = ttl_millis(req.ttl) + ttl_millis(self.shared.expired_ticket_memory);
+            let _: () = connection
+                .pset_ex(keys.ticket(&ticket), value, keep_for)
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(Reservation {
+            room: req.room,
+            user: req.user,
+            ticket,
+            expires_at,
+            fresh,
+        })
+    }
+
+    async fn confirm_inner(
+        &self,
+        ticket: &Ticket,
+        session: SessionId,
+    ) -> Result<SeatGuard, StoreError> {
+        let keys = &self.shared.keys;
+        let mut connection = self.shared.connection();
+        let index: Option<String> = connection
+            .get(keys.ticket(ticket))
+            .await
+            .map_err(unavailable)?;
+        let Some(index) = index else {
+            return Err(AdmissionError::InvalidTicket.into());
+        };
+        let mut parts = index.split('\t');
+        let (Some(room), Some(user), Some(expires_at)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(AdmissionError::InvalidTicket.into());
+        };
+        let (Ok(room), Ok(user), Ok(expires_at)) = (
+            RoomId::parse(room),
+            UserId::parse(user),
+            expires_at.parse::<u64>(),
+        ) else {
+            return Err(AdmissionError::InvalidTicket.into());
+        };
+        let reply: Vec<String> = scripts::CONFIRM
+            .key(keys.seats(&room))
+            .arg(user.as_str())
+            .arg(ticket.to_text())
+            .arg(session.0.to_string())
+            .arg(self.shared.node.0.to_string())
+            .arg(self.shared.offset())
+            .invoke_async(&mut connection)
+            .await
+            .map_err(unavailable)?;
+        let now = parse_millis(reply.get(1))?;
+        match reply.first().map(String::as_str) {
+            Some("ok") => {
+                // The seat's state already makes the ticket single-use; dropping the index only
+                // keeps a reused ticket from being reported as expired later.
+                let _: Result<i64, _> = connection.del(keys.ticket(ticket)).await;
+                let key = UserRoomKey::new(user, room);
+                let releaser: Arc<dyn SeatRelease> = self.releaser.clone();
+                Ok(SeatGuard::shared(key, session, releaser))
+            }
+            Some("expired") => Err(AdmissionError::TicketExpired.into()),
+            _ if now.millis() >= expires_at => Err(AdmissionError::TicketExpired.into()),
+            _ => Err(AdmissionError::InvalidTicket.into()),
+        }
+    }
+
+    async fn cancel_inner(&self, room: &RoomId, user: &UserId) -> Result<(), StoreError> {
+        let keys = &self.shared.keys;
+        let mut connection = self.shared.connection();
+        let reply: Vec<String> = scripts::CANCEL
+            .key(keys.seats(room))
+            .arg(user.as_str())
+            .arg(self.shared.offset())
+            .invoke_async(&mut connection)
+            .await
+            .map_err(unavailable)?;
+        match (reply.first().map(String::as_str), reply.get(1)) {
+            (Some("ok"), Some(ticket)) => {
+                if let Ok(ticket) = Ticket::parse(ticket) {
+                    let _: Result<i64, _> = connection.del(keys.ticket(&ticket)).await;
+                }
+                Ok(())
+            }
+            _ => Err(AdmissionError::ReservationNotFound {
+                room: room.clone(),
+                user: user.clone(),
+            }
+            .into()),
+        }
+    }
+
+    async fn counts_inner(&self, room: &RoomId) -> Result<RoomCounts, StoreError> {
+        let mut connection = self.shared.connection();
+        let (reserved, joined): (Option<u32>, Option<u32>) = redis::cmd("HMGET")
+            .arg(self.shared.keys.seats(room))
+            .arg("!r")
+            .arg("!j")
+            .query_async(&mut connection)
+            .await
+            .map_err(unavailable)?;
+        Ok(RoomCounts {
+            reserved: reserved.unwrap_or(0),
+            joined: joined.unwrap_or(0),
+        })
+    }
+
+    async fn rooms(&self) -> Result<Vec<RoomId>, StoreError> {
+        let mut connection = self.shared.connection();
+        let names: Vec<String> = connection
+            .smembers(self.shared.keys.rooms())
+            .await
+            .map_err(unavailable)?;
+        Ok(names
+            .iter()
+            .filter_map(|name| RoomId::parse(name).ok())
+            .collect())
+    }
+
+    async fn permits_held_inner(&self) -> Result<u64, StoreError> {
+        let mut held = 0u64;
+        for room in self.rooms().await? {
+            let counts = self.counts_inner(&room).await?;
+            held += u64::from(counts.reserved + counts.joined);
+        }
+        Ok(held)
+    }
+
+    /// Reclaims expired reservations and the seats of nodes whose lease ran out, in every room.
+    async fn reap_inner(&self) -> Result<usize, StoreError> {
+        let keys = &self.shared.keys;
+        let mut connection = self.shared.connection();
+        let dead: Vec<String> = scripts::DEAD_NODES
+            .key(keys.nodes())
+            .arg(ttl_millis(self.shared.node_lease))
+            .arg(self.shared.offset())
+            .invoke_async(&mut connection)
+            .await
+            .map_err(unavailable)?;
+        let mut reclaimed = 0usize;
+        for room in self.rooms().await? {
+            let mut reap = scripts::REAP.key(keys.seats(&room));
+            reap.arg(self.shared.offset());
+            for node in &dead {
+                reap.arg(node);
+            }
+            let (reservations, joined, exists): (usize, usize, i64) = reap
+                .invoke_async(&mut connection)
+                .await
+                .map_err(unavailable)?;
+            reclaimed += reservations + joined;
+            if exists == 0 {
+                // A reservation may land between the script and this removal; looking again
+                // afterwards puts such a room back, so the index never loses a live room.
+                let _: i64 = connection
+                    .srem(keys.rooms(), room.as_str())
+                    .await
+                    .map_err(unavailable)?;
+                let again: bool = connection
+                    .exists(keys.seats(&room))
+                    .await
+                    .map_err(unavailable)?;
+                if again {
+                    let _: i64 = connection
+                        .sadd(keys.rooms(), room.as_str())
+                        .await
+                        .map_err(unavailable)?;
+                }
+            }
+        }
+        if !dead.is_empty() {
+            // Only now that every room was swept: a sweep cut short is retried on the next pass.
+            let _: i64 = connection
+                .zrem(keys.nodes(), &dead)
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(reclaimed)
+    }
+}
+
+async fn release_worker(shared: Arc<Shared>, mut pending: mpsc::UnboundedReceiver<ReleaseJob>) {
+    while let Some(job) = pending.recv().await {
+        let (key, session) = match job {
+            ReleaseJob::Release(key, session) => (key, session),
+            ReleaseJob::Flush(done) => {
+                let _ = done.send(());
+                continue;
+            }
+        };
+        let mut backoff = Duration::from_millis(20);
+        loop {
+            let mut connection = shared.connection();
+            let outcome: Result<Vec<String>, _> = scripts::RELEASE
+                .key(shared.keys.seats(&key.room))
+                .arg(key.user.as_str())
+                .arg(session.0.to_string())
+                .arg(shared.offset())
+                .invoke_async(&mut connection)
+                .await;
+            match outcome {
+                Ok(_) => break,
+                Err(error) => {
+                    tracing::warn!(%error, room = %key.room, user = %key.user, "seat release failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+    }
+}
+
+impl PermitStore for RedisPermitStore {
+    async fn reserve(&self, req: ReserveRequest) -> Result<Reservation, StoreError> {
+        self.reserve_inner(req).await
+    }
+
+    async fn confirm(&self, ticket: &Ticket, session: SessionId) -> Result<SeatGuard, StoreError> {
+        self.confirm_inner(ticket, session).await
+    }
+
+    async fn cancel(&self, room: &RoomId, user: &UserId) -> Result<(), StoreError> {
+        self.cancel_inner(room, user).await
+    }
+
+    async fn counts(&self, room: &RoomId) -> Result<RoomCounts, StoreError> {
+        self.counts_inner(room).await
+    }
+
+    async fn permits_held(&self) -> Result<u64, StoreError> {
+        self.permits_held_inner().await
+    }
+
+    async fn reap_expired(&self) -> Result<usize, StoreError> {
+        self.reap_inner().await
+    }
+}

@@ -1,0 +1,29 @@
+//! The Lua scripts, loaded once per process and invoked by SHA (reloaded if Redis forgot them).
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+const COMMON: &str = include_str!("common.lua");
+
+fn with_common(body: &str) -> Script {
+    Script::new(&format!("{COMMON}\n{body}"))
+}
+
+pub(crate) static RESERVE: LazyLock<Script> =
+    LazyLock::new(|| with_common(include_str!("reserve.lua")));
+pub(crate) static CONFIRM: LazyLock<Script> =
+    LazyLock::new(|| with_common(include_str!("confirm.lua")));
+pub(crate) static CANCEL: LazyLock<Script> =
+    LazyLock::new(|| with_common(include_str!("cancel.lua")));
+pub(crate) static RELEASE: LazyLock<Script> =
+    LazyLock::new(|| with_common(include_str!("release.lua")));
+pub(crate) static REAP: LazyLock<Script> = LazyLock::new(|| with_common(include_str!("reap.lua")));
+pub(crate) static HEARTBEAT: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("heartbeat.lua")));
+pub(crate) static DEAD_NODES: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("dead_nodes.lua")));
+pub(crate) static PENDING_REGISTER: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("pending_register.lua")));
+pub(crate) static PENDING_MATERIALIZE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("pending_materialize.lua")));

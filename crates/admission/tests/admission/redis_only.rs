@@ -1,0 +1,104 @@
+//! What only the shared store has to do: several nodes, leases, outages.
+
+use std::time::Duration;
+
+use roomgate_admission::{PermitStore, RedisPermitStore, StoreError};
+use roomgate_domain::{AdmissionError, NodeId, SessionId};
+
+use crate::backends::{RedisBackend, redis_settings};
+use crate::{request, room};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ticket_issued_on_one_node_confirms_on_another() {
+    let prefix = format!("rgtest:{:016x}:", rand::random::<u64>());
+    let node_a = RedisBackend::with_prefix(&prefix, NodeId(1)).await;
+    let node_b = RedisBackend::with_prefix(&prefix, NodeId(2)).await;
+    let reservation = node_a
+        .permits
+        .reserve(request("r", "alice", 2, 60_000))
+        .await
+        .unwrap();
+    let seat = node_b
+        .permits
+        .confirm(&reservation.ticket, SessionId(9))
+        .await
+        .unwrap();
+    assert_eq!(node_a.permits.counts(&room("r")).await.unwrap().joined, 1);
+    // Single use across nodes too.
+    assert_eq!(
+        node_a
+            .permits
+            .confirm(&reservation.ticket, SessionId(10))
+            .await
+            .unwrap_err(),
+        StoreError::Refused(AdmissionError::InvalidTicket)
+    );
+    drop(seat);
+    node_b.permits.flush_releases().await;
+    assert_eq!(node_a.permits.permits_held().await.unwrap(), 0);
+    node_a.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seats_of_a_node_that_stops_heartbeating_are_reclaimed_by_a_survivor() {
+    let prefix = format!("rgtest:{:016x}:", rand::random::<u64>());
+    let dead = RedisBackend::with_prefix(&prefix, NodeId(1)).await;
+    let survivor = RedisBackend::with_prefix(&prefix, NodeId(2)).await;
+    assert!(
+        dead.permits.heartbeat().await.unwrap(),
+        "a new node is unknown to Redis"
+    );
+    assert!(!dead.permits.heartbeat().await.unwrap());
+    survivor.permits.heartbeat().await.unwrap();
+
+    let mut seats = Vec::new();
+    for user in ["a", "b", "c"] {
+        let r = dead
+            .permits
+            .reserve(request("r", user, 5, 60_000))
+            .await
+            .unwrap();
+        seats.push(dead.permits.confirm(&r.ticket, SessionId(1)).await.unwrap());
+    }
+    // The node "dies": its guards are never dropped and it stops renewing its lease.
+    std::mem::forget(seats);
+    survivor.permits.advance_clock(Duration::from_secs(5));
+    survivor.permits.heartbeat().await.unwrap();
+    assert_eq!(
+        survivor.permits.reap_expired().await.unwrap(),
+        0,
+        "the lease has not run out yet"
+    );
+    survivor.permits.advance_clock(Duration::from_secs(6));
+    survivor.permits.heartbeat().await.unwrap();
+    assert_eq!(survivor.permits.reap_expired().await.unwrap(), 3);
+    assert_eq!(
+        survivor.permits.counts(&room("r")).await.unwrap(),
+        Default::default()
+    );
+    // Were the node to come back, it would learn that its seats are gone.
+    assert!(dead.permits.heartbeat().await.unwrap());
+    dead.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_redis_answers_unavailable_quickly_and_changes_nothing() {
+    let mut settings = redis_settings("rgtest:down:", NodeId(1));
+    // A port nothing listens on.
+    settings.url = "redis://127.0.0.1:1/".into();
+    settings.connect_timeout = Duration::from_millis(300);
+    settings.response_timeout = Duration::from_millis(300);
+    let store = RedisPermitStore::connect(&settings).unwrap();
+    let started = std::time::Instant::now();
+    let outcome = store.reserve(request("r", "alice", 1, 1_000)).await;
+    assert!(
+        matches!(outcome, Err(StoreError::Unavailable(_))),
+        "{outcome:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(store.ping().await.is_err());
+}
