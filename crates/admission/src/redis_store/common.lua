@@ -1,7 +1,8 @@
 -- Shared by every permit script (prepended when the script is built).
 -- A room's seats hash holds its bookkeeping under fields starting with '!' (user ids never do):
 --   !cap capacity, !occ seats taken elsewhere when the pool was created, !r reserved, !j joined.
--- Every other field is a user's seat: "R\t<ticket>\t<expires_ms>" or "J\t<session>\t<node>".
+-- Every other field is a user's seat: "R\t<ticket>\t<expires_ms>" or
+-- "J\t<session>\t<node>\t<ticket it was confirmed with>".
 -- Time is Redis's own clock, plus a test-only offset in the last ARGV (always 0 in production).
 local function now_ms(offset)
   local t = redis.call('TIME')
@@ -17,7 +18,7 @@ local function split(value)
   for part in string.gmatch(value, '[^\t]+') do
     parts[#parts + 1] = part
   end
-  return parts[1], parts[2], parts[3]
+  return parts[1], parts[2], parts[3], parts[4]
 end
 
 -- A room with no holder leaves no key behind.

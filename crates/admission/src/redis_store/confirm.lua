@@ -5,7 +5,10 @@ local current = redis.call('HGET', seats, user)
 if not current then
   return {'invalid', fmt(now)}
 end
-local kind, ticket, until_ms = split(current)
+local kind, ticket, until_ms, used = split(current)
+if kind == 'J' and used == ARGV[2] then
+  return {'used', fmt(now)}
+end
 if kind ~= 'R' or ticket ~= ARGV[2] then
   return {'invalid', fmt(now)}
 end
@@ -15,7 +18,7 @@ if tonumber(until_ms) <= now then
   drop_if_empty(seats)
   return {'expired', fmt(now)}
 end
-redis.call('HSET', seats, user, 'J\t' .. ARGV[3] .. '\t' .. ARGV[4])
+redis.call('HSET', seats, user, 'J\t' .. ARGV[3] .. '\t' .. ARGV[4] .. '\t' .. ARGV[2])
 redis.call('HINCRBY', seats, '!r', -1)
 redis.call('HINCRBY', seats, '!j', 1)
 return {'ok', fmt(now)}

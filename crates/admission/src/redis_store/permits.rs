@@ -138,60 +138,75 @@ impl RedisPermitStore {
     async fn reserve_inner(&self, req: ReserveRequest) -> Result<Reservation, StoreError> {
         let keys = &self.shared.keys;
         let mut connection = self.shared.connection();
-        // Indexed before the seat exists, so that the reaper can never miss a seat.
-        let _: i64 = connection
-            .sadd(keys.rooms(), req.room.as_str())
-            .await
-            .map_err(unavailable)?;
         let ticket = Ticket::generate();
-        let reply: Vec<String> = scripts::RESERVE
-            .key(keys.seats(&req.room))
+        let ticket_key = keys.ticket(&ticket);
+        let keep_ticket_for = ttl_millis(req.ttl) + ttl_millis(self.shared.expired_ticket_memory);
+        // One round trip: index the room (before its seat exists, so the reaper can never miss
+        // a seat), point the ticket at its seat, then run the script. The ticket index is
+        // written before the script knows whether the ticket will be handed out; a ticket that
+        // is not is never seen by anyone and its key expires by itself.
+        let mut pipe = redis::pipe();
+        pipe.sadd(keys.rooms(), req.room.as_str())
+            .ignore()
+            .pset_ex(
+                &ticket_key,
+                format!("{}\t{}", req.room, req.user),
+                keep_ticket_for,
+            )
+            .ignore();
+        let mut reserve = scripts::evalsha(&scripts::RESERVE, &keys.seats(&req.room));
+        reserve
             .arg(req.user.as_str())
             .arg(req.capacity.get())
             .arg(req.occupied)
             .arg(ttl_millis(req.ttl))
             .arg(ticket.to_text())
-            .arg(self.shared.offset())
-            .invoke_async(&mut connection)
-            .await
-            .map_err(unavailable)?;
+            .arg(self.shared.offset());
+        pipe.add_command(reserve);
+        let (reply,): (Vec<String>,) =
+            scripts::query_loading(&mut connection, &pipe, &scripts::RESERVE).await?;
         let status = reply.first().map(String::as_str).unwrap_or_default();
-        let refuse = |error: AdmissionError| Err(StoreError::Refused(error));
         let (ticket, expires_at, fresh) = match status {
-            "already_joined" => {
-                return refuse(AdmissionError::AlreadyJoined {
-                    room: req.room,
-                    user: req.user,
-                });
-            }
-            "full" => {
-                return refuse(AdmissionError::RoomFull {
-                    room: req.room,
-                    capacity: req.capacity.get(),
-                });
-            }
-            "existing" => {
-                let held = reply
-                    .get(1)
-                    .and_then(|t| Ticket::parse(t).ok())
-                    .ok_or_else(|| StoreError::Unavailable("malformed ticket in redis".into()))?;
-                (held, parse_millis(reply.get(2))?, false)
-            }
             "ok" | "replaced" => (ticket, parse_millis(reply.get(2))?, true),
-            other => {
-                return Err(StoreError::Unavailable(format!(
-                    "unexpected reply from the reserve script: {other}"
-                )));
+            refused => {
+                // This ticket will never be handed out; its index goes now rather than at its
+                // expiry, without making the caller wait for it.
+                let mut cleanup = connection.clone();
+                tokio::spawn(async move {
+                    let _: Result<i64, _> = cleanup.del(ticket_key).await;
+                });
+                match refused {
+                    "existing" => {
+                        let held = reply
+                            .get(1)
+                            .and_then(|t| Ticket::parse(t).ok())
+                            .ok_or_else(|| {
+                                StoreError::Unavailable("malformed ticket in redis".into())
+                            })?;
+                        (held, parse_millis(reply.get(2))?, false)
+                    }
+                    "already_joined" => {
+                        return Err(AdmissionError::AlreadyJoined {
+                            room: req.room,
+                            user: req.user,
+                        }
+                        .into());
+                    }
+                    "full" => {
+                        return Err(AdmissionError::RoomFull {
+                            room: req.room,
+                            capacity: req.capacity.get(),
+                        }
+                        .into());
+                    }
+                    other => {
+                        return Err(StoreError::Unavailable(format!(
+                            "unexpected reply from the reserve script: {other}"
+                        )));
+                    }
+                }
             }
         };
-        if fresh {
-            let value = format!("{}\t{}\t{}", req.room, req.user, expires_at.millis());
-            let keep_for = ttl_millis(req.ttl) + ttl_millis(self.shared.expired_ticket_memory);
-            let _: () = connection
-                .pset_ex(keys.ticket(&ticket), value, keep_for)
-                .await
-                .map_err(unavailable)?;
-        }
         Ok(Reservation {
             room: req.room,
             user: req.user,
@@ -215,16 +230,10 @@ impl RedisPermitStore {
         let Some(index) = index else {
             return Err(AdmissionError::InvalidTicket.into());
         };
-        let mut parts = index.split('\t');
-        let (Some(room), Some(user), Some(expires_at)) = (parts.next(), parts.next(), parts.next())
+        let Some((Ok(room), Ok(user))) = index
+            .split_once('\t')
+            .map(|(room, user)| (RoomId::parse(room), UserId::parse(user)))
         else {
-            return Err(AdmissionError::InvalidTicket.into());
-        };
-        let (Ok(room), Ok(user), Ok(expires_at)) = (
-            RoomId::parse(room),
-            UserId::parse(user),
-            expires_at.parse::<u64>(),
-        ) else {
             return Err(AdmissionError::InvalidTicket.into());
         };
         let reply: Vec<String> = scripts::CONFIRM
@@ -237,19 +246,20 @@ impl RedisPermitStore {
             .invoke_async(&mut connection)
             .await
             .map_err(unavailable)?;
-        let now = parse_millis(reply.get(1))?;
         match reply.first().map(String::as_str) {
             Some("ok") => {
-                // The seat's state already makes the ticket single-use; dropping the index only
-                // keeps a reused ticket from being reported as expired later.
+                // The seat's state already makes the ticket single-use; dropping the index makes
+                // a second presentation "unknown" rather than "expired".
                 let _: Result<i64, _> = connection.del(keys.ticket(ticket)).await;
                 let key = UserRoomKey::new(user, room);
                 let releaser: Arc<dyn SeatRelease> = self.releaser.clone();
                 Ok(SeatGuard::shared(key, session, releaser))
             }
-            Some("expired") => Err(AdmissionError::TicketExpired.into()),
-            _ if now.millis() >= expires_at => Err(AdmissionError::TicketExpired.into()),
-            _ => Err(AdmissionError::InvalidTicket.into()),
+            Some("used") => Err(AdmissionError::InvalidTicket.into()),
+            // Otherwise the index outlives the seat only when the seat expired: a used ticket's
+            // index is deleted on confirm, a cancelled one's on cancel, and a ticket is replaced
+            // only after it expired.
+            _ => Err(AdmissionError::TicketExpired.into()),
         }
     }
 

@@ -27,3 +27,33 @@ pub(crate) static PENDING_REGISTER: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("pending_register.lua")));
 pub(crate) static PENDING_MATERIALIZE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("pending_materialize.lua")));
+
+/// An `EVALSHA` of `script` on one key, for use inside a pipeline; add the arguments after.
+pub(crate) fn evalsha(script: &Script, key: &str) -> redis::Cmd {
+    let mut command = redis::cmd("EVALSHA");
+    command.arg(script.get_hash()).arg(1).arg(key);
+    command
+}
+
+/// Sends `pipe` (which ends with an `EVALSHA` of `script`) in one round trip, loading the
+/// script and sending again once if Redis does not know it (first use, or after a restart).
+pub(crate) async fn query_loading<T: redis::FromRedisValue>(
+    connection: &mut redis::aio::ConnectionManager,
+    pipe: &redis::Pipeline,
+    script: &Script,
+) -> Result<T, crate::error::StoreError> {
+    match pipe.query_async(connection).await {
+        Err(error)
+            if error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+        {
+            script
+                .load_async(connection)
+                .await
+                .map_err(super::unavailable)?;
+            pipe.query_async(connection)
+                .await
+                .map_err(super::unavailable)
+        }
+        other => other.map_err(super::unavailable),
+    }
+}
