@@ -96,7 +96,6 @@ pub struct TestApp {
     pub address: String,
     pub port: u16,
     pub client: reqwest::Client,
-    pub backend: Backend,
     /// Kept so that the database lives as long as the server.
     pub database: TestDatabase,
     stop: Option<oneshot::Sender<()>>,
@@ -125,7 +124,6 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
             .timeout(Duration::from_secs(30))
             .build()
             .unwrap(),
-        backend: options.backend,
         database,
         stop: Some(stop),
         server: Some(server),

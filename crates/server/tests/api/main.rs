@@ -6,5 +6,12 @@
 
 mod helpers;
 
+mod auth;
+mod failures;
 mod operations;
+mod processes;
+mod reservations;
+mod rooms;
+mod storm;
 mod web_client;
+mod websocket;

@@ -1,0 +1,198 @@
+//! The database failing under a running server: joins fail with 4500 and give the permit
+//! back, REST answers 503, and the server recovers when the database does.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+use crate::helpers::{
+    AppOptions, Backend, error_of, expect_close, next_json, spawn_app_with, test_database,
+    ticket_of,
+};
+use crate::on_both_databases;
+
+on_both_databases!(a_join_the_database_cannot_commit_closes_with_4500_and_returns_the_permit);
+
+/// Runs one SQL statement against the test database, behind the server's back.
+async fn execute(backend: Backend, url: &str, sql: &str) {
+    use diesel_async::{AsyncConnection as _, RunQueryDsl as _};
+    match backend {
+        Backend::Mysql => {
+            let mut conn = diesel_async::AsyncMysqlConnection::establish(url)
+                .await
+                .unwrap();
+            diesel::sql_query(sql).execute(&mut conn).await.unwrap();
+        }
+        Backend::Sqlite => {
+            let path = url.trim_start_matches("sqlite://");
+            let mut conn = diesel_async::sync_connection_wrapper::SyncConnectionWrapper::<
+                diesel::SqliteConnection,
+            >::establish(path)
+            .await
+            .unwrap();
+            diesel::sql_query(sql).execute(&mut conn).await.unwrap();
+        }
+    }
+}
+
+fn permits_held(metrics: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("roomgate_permits_held "))
+        .and_then(|value| value.trim().parse().ok())
+        .expect("roomgate_permits_held is exported")
+}
+
+async fn a_join_the_database_cannot_commit_closes_with_4500_and_returns_the_permit(
+    backend: Backend,
+) {
+    let app = spawn_app_with(AppOptions::new(backend)).await;
+    let _alice = app.open_room("alice", "fragile", 3).await;
+    let bob = app.token("bob").await;
+    let reservation = app.reserve(&bob, "fragile").await;
+    assert_eq!(
+        permits_held(&app.get("/metrics").await.text().await.unwrap()),
+        2
+    );
+
+    // The membership table disappears between phase 1 and phase 2.
+    let url = app.database.url().to_owned();
+    execute(
+        backend,
+        &url,
+        "ALTER TABLE participants RENAME TO participants_away",
+    )
+    .await;
+    let mut ws = app.ws(ticket_of(&reservation)).await;
+    assert_eq!(
+        expect_close(&mut ws).await,
+        (4500, "join_failed".to_owned())
+    );
+    assert_eq!(
+        permits_held(&app.get("/metrics").await.text().await.unwrap()),
+        1,
+        "bob's permit is back; alice keeps hers"
+    );
+
+    // Once the database is whole again, bob can reserve and join.
+    execute(
+        backend,
+        &url,
+        "ALTER TABLE participants_away RENAME TO participants",
+    )
+    .await;
+    let (_bob, joined) = app.join("bob", "fragile").await;
+    assert_eq!(joined["room"]["attending"], 2);
+    app.shutdown().await;
+}
+
+/// A TCP relay in front of MariaDB, so that a test can make the database vanish and return.
+struct Relay {
+    address: SocketAddr,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Relay {
+    async fn start(address: SocketAddr, upstream: SocketAddr) -> Self {
+        let listener = TcpListener::bind(address).await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let mut pipes = tokio::task::JoinSet::new();
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else {
+                    return;
+                };
+                pipes.spawn(async move {
+                    if let Ok(mut server) = TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+            }
+        });
+        Self {
+            address,
+            task: Some(task),
+        }
+    }
+
+    /// Drops the listener and every relayed connection.
+    async fn cut(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_database_answers_503_and_the_server_recovers() {
+    let database = test_database(Backend::Mysql).await;
+    let url = database.url().to_owned();
+    // mysql://user:password@host:port/name
+    let (credentials, rest) = url.trim_start_matches("mysql://").split_once('@').unwrap();
+    let (host, name) = rest.split_once('/').unwrap();
+    let upstream: SocketAddr = tokio::net::lookup_host(host).await.unwrap().next().unwrap();
+    let mut relay = Relay::start("127.0.0.1:0".parse().unwrap(), upstream).await;
+    // The driver would otherwise switch a loopback connection to the server's Unix socket,
+    // going around the relay.
+    let relayed = format!(
+        "mysql://{credentials}@{}/{name}?prefer_socket=false",
+        relay.address
+    );
+
+    let app = spawn_app_with(
+        AppOptions::new(Backend::Mysql)
+            .with("database.url", &relayed)
+            .with("database.connect_timeout_ms", 500)
+            .with("database.acquire_timeout_ms", 1000),
+    )
+    .await;
+    let _alice = app.open_room("alice", "remote", 3).await;
+    let bob = app.token("bob").await;
+    let reservation = app.reserve(&bob, "remote").await;
+
+    relay.cut().await;
+    // Relayed connections close as their tasks wind down; readiness notices within moments.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while app.get("/readyz").await.status() != StatusCode::SERVICE_UNAVAILABLE {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "readyz never reported the database gone"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let carol = app.token("carol").await;
+    let (status, code, _) = error_of(app.reserve_raw(&carol, "remote", None).await).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+    );
+    let mut ws = app.ws(ticket_of(&reservation)).await;
+    assert_eq!(expect_close(&mut ws).await.0, 4500);
+
+    // The database comes back on the same address.
+    let _relay = Relay::start(relay.address, upstream).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while app.get("/readyz").await.status() != StatusCode::OK {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the server never became ready again"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let reservation = app.reserve(&carol, "remote").await;
+    let mut ws = app.ws(ticket_of(&reservation)).await;
+    let joined = next_json(&mut ws).await;
+    assert_eq!(joined["type"], "joined");
+    assert!(
+        joined["members"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("carol"))
+    );
+    drop(database);
+    app.shutdown().await;
+}
