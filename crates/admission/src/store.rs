@@ -130,43 +130,44 @@ impl PendingRooms for RoomQueueTracker {
 #[derive(Clone, Debug)]
 pub enum AnyPermitStore {
     Memory(SemaphoreRegistry),
+    #[cfg(feature = "redis")]
+    Redis(crate::redis_store::RedisPermitStore),
+}
+
+/// Forwards one `PermitStore`/`PendingRooms` call to whichever backend is configured.
+macro_rules! dispatch {
+    ($self:ident, $store:ident => $call:expr) => {
+        match $self {
+            Self::Memory($store) => $call.await,
+            #[cfg(feature = "redis")]
+            Self::Redis($store) => $call.await,
+        }
+    };
 }
 
 impl PermitStore for AnyPermitStore {
     async fn reserve(&self, req: ReserveRequest) -> Result<Reservation, StoreError> {
-        match self {
-            Self::Memory(store) => PermitStore::reserve(store, req).await,
-        }
+        dispatch!(self, store => PermitStore::reserve(store, req))
     }
 
     async fn confirm(&self, ticket: &Ticket, session: SessionId) -> Result<SeatGuard, StoreError> {
-        match self {
-            Self::Memory(store) => PermitStore::confirm(store, ticket, session).await,
-        }
+        dispatch!(self, store => PermitStore::confirm(store, ticket, session))
     }
 
     async fn cancel(&self, room: &RoomId, user: &UserId) -> Result<(), StoreError> {
-        match self {
-            Self::Memory(store) => PermitStore::cancel(store, room, user).await,
-        }
+        dispatch!(self, store => PermitStore::cancel(store, room, user))
     }
 
     async fn counts(&self, room: &RoomId) -> Result<RoomCounts, StoreError> {
-        match self {
-            Self::Memory(store) => PermitStore::counts(store, room).await,
-        }
+        dispatch!(self, store => PermitStore::counts(store, room))
     }
 
     async fn permits_held(&self) -> Result<u64, StoreError> {
-        match self {
-            Self::Memory(store) => PermitStore::permits_held(store).await,
-        }
+        dispatch!(self, store => PermitStore::permits_held(store))
     }
 
     async fn reap_expired(&self) -> Result<usize, StoreError> {
-        match self {
-            Self::Memory(store) => PermitStore::reap_expired(store).await,
-        }
+        dispatch!(self, store => PermitStore::reap_expired(store))
     }
 }
 
@@ -174,36 +175,64 @@ impl PermitStore for AnyPermitStore {
 #[derive(Clone, Debug)]
 pub enum AnyPendingRooms {
     Memory(RoomQueueTracker),
+    #[cfg(feature = "redis")]
+    Redis(crate::redis_store::RedisPendingRooms),
 }
 
 impl PendingRooms for AnyPendingRooms {
     async fn register(&self, room: PendingRoom, ttl: Duration) -> Result<Timestamp, StoreError> {
-        match self {
-            Self::Memory(store) => PendingRooms::register(store, room, ttl).await,
-        }
+        dispatch!(self, store => PendingRooms::register(store, room, ttl))
     }
 
     async fn get(&self, room: &RoomId) -> Result<Option<(PendingRoom, Timestamp)>, StoreError> {
-        match self {
-            Self::Memory(store) => PendingRooms::get(store, room).await,
-        }
+        dispatch!(self, store => PendingRooms::get(store, room))
     }
 
     async fn materialize(&self, room: &RoomId) -> Result<PendingRoom, StoreError> {
-        match self {
-            Self::Memory(store) => PendingRooms::materialize(store, room).await,
-        }
+        dispatch!(self, store => PendingRooms::materialize(store, room))
     }
 
     async fn remove(&self, room: &RoomId) -> Result<Option<PendingRoom>, StoreError> {
-        match self {
-            Self::Memory(store) => PendingRooms::remove(store, room).await,
-        }
+        dispatch!(self, store => PendingRooms::remove(store, room))
     }
 
     async fn reap_expired(&self) -> Result<usize, StoreError> {
+        dispatch!(self, store => PendingRooms::reap_expired(store))
+    }
+}
+
+impl AnyPermitStore {
+    /// Renews this node's lease on its joined seats (shared stores only). `true` means the
+    /// store did not know the node: it is new, or it was declared dead and its seats were
+    /// reclaimed, so its sessions must end.
+    pub async fn heartbeat(&self) -> Result<bool, StoreError> {
         match self {
-            Self::Memory(store) => PendingRooms::reap_expired(store).await,
+            Self::Memory(_) => Ok(false),
+            #[cfg(feature = "redis")]
+            Self::Redis(store) => store.heartbeat().await,
         }
+    }
+
+    /// Waits until every dropped seat has reached the store (shared stores queue releases).
+    pub async fn flush_releases(&self) {
+        match self {
+            Self::Memory(_) => {}
+            #[cfg(feature = "redis")]
+            Self::Redis(store) => store.flush_releases().await,
+        }
+    }
+
+    /// Whether the store can be reached (always, in memory).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        match self {
+            Self::Memory(_) => Ok(()),
+            #[cfg(feature = "redis")]
+            Self::Redis(store) => store.ping().await,
+        }
+    }
+
+    /// Whether several nodes share this store.
+    pub fn is_shared(&self) -> bool {
+        !matches!(self, Self::Memory(_))
     }
 }
