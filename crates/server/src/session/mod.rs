@@ -8,13 +8,15 @@
 pub mod frames;
 pub mod membership;
 
+use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, Session};
 use futures_util::StreamExt as _;
 use roomgate_domain::{MessageBody, SessionId};
 use roomgate_persistence::RoomRecord;
+use tokio_util::sync::CancellationToken;
 
 use crate::hub::{Frame, Subscription};
 use crate::join;
@@ -23,6 +25,9 @@ use crate::session::frames::{ClientFrame, PresenceEvent, ServerFrame, close, mes
 use crate::session::membership::Membership;
 use crate::state::AppState;
 use crate::views::{MessageView, RoomView};
+
+/// How long a close frame may take to leave before the connection is simply dropped.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// How a joined session ended, and so which close frame (if any) it sends.
 #[derive(Debug)]
@@ -124,8 +129,27 @@ pub async fn run(
 
 async fn close_with(socket: Session, reason: Option<Option<CloseReason>>) {
     if let Some(reason) = reason {
-        // The peer may already be gone; there is no one left to tell.
-        let _ = socket.close(reason).await;
+        // The peer may already be gone, or too far behind to take even this frame; either way
+        // there is no one left to wait for. Dropping the session then ends the connection.
+        let _ = tokio::time::timeout(CLOSE_GRACE, socket.close(reason)).await;
+    }
+}
+
+/// Sends one frame to a peer that may have stopped reading. Once the peer's buffers are
+/// full a send waits, so every send in the loop is bounded: by the session falling behind
+/// its room (`lagged`) or by the client timeout.
+async fn deliver(
+    send: impl Future<Output = Result<(), actix_ws::Closed>>,
+    lagged: &CancellationToken,
+    timeout: Duration,
+) -> Result<(), Ending> {
+    tokio::select! {
+        sent = tokio::time::timeout(timeout, send) => match sent {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(Ending::Vanished),
+            Err(_) => Err(Ending::TimedOut),
+        },
+        () = lagged.cancelled() => Err(Ending::TooSlow),
     }
 }
 
@@ -191,8 +215,8 @@ async fn converse(
             () = lagged.cancelled() => return Ending::TooSlow,
             frame = subscription.next() => {
                 let Some(frame) = frame else { return Ending::Vanished };
-                if socket.text(&*frame).await.is_err() {
-                    return Ending::Vanished;
+                if let Err(ending) = deliver(socket.text(&*frame), &lagged, client_timeout).await {
+                    return ending;
                 }
             }
             message = incoming.next() => {
@@ -205,8 +229,8 @@ async fn converse(
                         return Ending::ProtocolError;
                     }
                     Some(Ok(AggregatedMessage::Ping(payload))) => {
-                        if socket.pong(&payload).await.is_err() {
-                            return Ending::Vanished;
+                        if let Err(ending) = deliver(socket.pong(&payload), &lagged, client_timeout).await {
+                            return ending;
                         }
                     }
                     Some(Ok(AggregatedMessage::Pong(_))) => {}
@@ -233,8 +257,8 @@ async fn converse(
                 if last_heard.elapsed() > client_timeout {
                     return Ending::TimedOut;
                 }
-                if socket.ping(b"").await.is_err() {
-                    return Ending::Vanished;
+                if let Err(ending) = deliver(socket.ping(b""), &lagged, client_timeout).await {
+                    return ending;
                 }
             }
         }

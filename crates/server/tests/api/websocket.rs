@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use futures_util::SinkExt as _;
+use futures_util::{SinkExt as _, StreamExt as _};
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -329,5 +329,61 @@ async fn a_silent_client_is_dropped_after_the_timeout(backend: Backend) {
     let _silent = app.open_room("alice", "quiet", 2).await;
     app.wait_for_room("quiet", SETTLE, |room| room["attending"] == 0)
         .await;
+    app.shutdown().await;
+}
+
+/// A member who stops reading must not hold up the room: once its queue overflows it is closed
+/// (1013) and its seat returned, while the sender keeps chatting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_that_falls_behind_is_closed_not_buffered() {
+    let app = spawn_app_with(
+        AppOptions::new(Backend::Sqlite)
+            .with("ws.outbound_queue_frames", 4)
+            .with("limits.ws_messages_per_second", 100_000),
+    )
+    .await;
+    let mut alice = app.open_room("alice", "firehose", 2).await;
+    let (mut bob, _) = app.join("bob", "firehose").await;
+    let body = "x".repeat(4000);
+    let mut sent = 0;
+    // Bob reads nothing; once the socket buffers and his queue are full, he is dropped.
+    while app.room("firehose").await["attending"] == 2 {
+        assert!(sent < 5000, "bob was never closed");
+        for _ in 0..50 {
+            send_json(&mut alice, &json!({"type": "message", "body": body})).await;
+            next_of_type(&mut alice, "message").await;
+            sent += 1;
+        }
+    }
+    // The close frame (1013 too_slow) gets through only if there is room for it in bob's
+    // buffers; otherwise the connection is simply dropped. Either way bob's stream ends.
+    loop {
+        let next = tokio::time::timeout(Duration::from_secs(10), bob.next())
+            .await
+            .expect("bob's stream ends");
+        match next {
+            Some(Ok(Message::Close(Some(frame)))) => {
+                assert_eq!(
+                    (u16::from(frame.code), frame.reason.as_str()),
+                    (1013, "too_slow")
+                );
+                break;
+            }
+            Some(Ok(_)) => continue,
+            Some(Err(_)) | None => break,
+        }
+    }
+    // Alice never noticed, beyond the presence frame.
+    send_json(
+        &mut alice,
+        &json!({"type": "message", "body": "still here"}),
+    )
+    .await;
+    loop {
+        let frame = next_json(&mut alice).await;
+        if frame["body"] == "still here" {
+            break;
+        }
+    }
     app.shutdown().await;
 }
