@@ -16,6 +16,7 @@ on_both!(
 
 const LIVE: NodeId = NodeId(1);
 const DEAD: NodeId = NodeId(2);
+const STALE: Duration = Duration::from_millis(600);
 
 async fn reaping_a_dead_node_restores_counts(server: Server) {
     let test_db = server.fresh().await;
@@ -32,15 +33,13 @@ async fn reaping_a_dead_node_restores_counts(server: Server) {
     db.join(&a, &user("dave"), DEAD).await.unwrap();
     db.join(&b, &user("lena"), LIVE).await.unwrap();
 
-    // DEAD stops beating; LIVE registers later and keeps beating.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // DEAD stops beating; LIVE registers later and keeps beating. The margins are wide (DEAD is
+    // silent for 1 s, LIVE must stay fresh for 600 ms) so a stalled CI machine cannot flip them.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
     db.register_node(LIVE).await.unwrap();
     db.heartbeat(LIVE).await.unwrap();
 
-    let mut reclaimed = db
-        .reap_dead_nodes(Duration::from_millis(200))
-        .await
-        .unwrap();
+    let mut reclaimed = db.reap_dead_nodes(STALE).await.unwrap();
     reclaimed.sort_by_key(|m| (m.room.clone(), m.user.clone()));
     let got: Vec<(&str, &str, NodeId)> = reclaimed
         .iter()
@@ -57,12 +56,7 @@ async fn reaping_a_dead_node_restores_counts(server: Server) {
     assert_eq!(db.members(&b).await.unwrap(), [user("lena")]);
 
     // Nothing more to reap: the live node is untouched, the dead one is gone.
-    assert!(
-        db.reap_dead_nodes(Duration::from_millis(200))
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(db.reap_dead_nodes(STALE).await.unwrap().is_empty());
     // Its seats are free again.
     db.join(&b, &user("dave"), LIVE).await.unwrap();
     test_db.cleanup().await;
