@@ -27,7 +27,6 @@ use roomgate_persistence::{Database, JoinGuard, PersistenceError};
 
 const ROOMS: usize = 1_000;
 const CONCURRENCY: [usize; 3] = [1, 16, 64];
-const POOL: u32 = 64;
 const ROUNDS: usize = 2;
 const NODE: NodeId = NodeId(1);
 
@@ -89,12 +88,12 @@ async fn run() {
     let cell_length = Duration::from_secs(secs);
     let test_db = TestDatabase::mysql().await;
     let mut settings = test_db.settings(JoinGuard::Conditional);
-    settings.max_connections = POOL;
     let setup = Database::connect(&settings).await.unwrap();
     drop(setup);
 
-    let raw_pool = raw_pool(test_db.url());
-    create_rooms(&raw_pool).await;
+    let setup_pool = raw_pool(test_db.url(), 1);
+    create_rooms(&setup_pool).await;
+    setup_pool.disconnect().await.unwrap();
 
     let contenders = [
         Contender::Raw,
@@ -102,16 +101,6 @@ async fn run() {
         Contender::Guard(JoinGuard::Pessimistic),
         Contender::Guard(JoinGuard::Optimistic),
     ];
-    let mut databases = Vec::new();
-    for contender in contenders {
-        databases.push(match contender {
-            Contender::Raw => None,
-            Contender::Guard(guard) => {
-                settings.join_guard = guard;
-                Some(Database::connect(&settings).await.unwrap())
-            }
-        });
-    }
     // The machine is shared and the disk's fsync time drifts, so the contenders take turns
     // within each cell (in alternating order over the rounds) instead of running one after the
     // other; each figure is the total over all rounds.
@@ -128,12 +117,23 @@ async fn run() {
                 }
                 for index in order {
                     cell_number += 1;
-                    let database = databases[index].as_ref();
+                    // Each cell gets pools of its own, as large as its number of tasks, so no
+                    // task waits for a connection and the server's connection limit holds.
+                    let raw = raw_pool(test_db.url(), tasks);
+                    let database = match contenders[index] {
+                        Contender::Raw => None,
+                        Contender::Guard(guard) => {
+                            settings.join_guard = guard;
+                            settings.max_connections = tasks as u32;
+                            Some(Database::connect(&settings).await.unwrap())
+                        }
+                    };
+                    let database = database.as_ref();
                     // A short unmeasured run first: connections open, statements prepared.
                     let warm_up = Duration::from_millis(300);
-                    run_cell(&raw_pool, database, layout, tasks, cell_number * 2, warm_up).await;
+                    run_cell(&raw, database, layout, tasks, cell_number * 2, warm_up).await;
                     let cell = run_cell(
-                        &raw_pool,
+                        &raw,
                         database,
                         layout,
                         tasks,
@@ -142,6 +142,7 @@ async fn run() {
                     )
                     .await;
                     totals[index].add(&cell);
+                    raw.disconnect().await.unwrap();
                 }
             }
             for (index, total) in totals.into_iter().enumerate() {
@@ -162,12 +163,11 @@ async fn run() {
         }
     }
     print_table(&table, secs);
-    raw_pool.disconnect().await.unwrap();
     test_db.cleanup().await;
 }
 
-fn raw_pool(url: &str) -> mysql_async::Pool {
-    let constraints = PoolConstraints::new(1, POOL as usize).unwrap();
+fn raw_pool(url: &str, size: usize) -> mysql_async::Pool {
+    let constraints = PoolConstraints::new(1, size).unwrap();
     let opts = OptsBuilder::from_opts(Opts::from_url(url).unwrap())
         // No COM_RESET_CONNECTION on every return to the pool: the baseline is the statements.
         .pool_opts(

@@ -4,11 +4,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool::Runtime;
-use deadpool::managed::{Manager, Object, Pool, PoolError};
+use deadpool::managed::{Manager, Metrics, Object, Pool, PoolError, RecycleResult};
 use diesel::{Connection, RunQueryDsl as _, SqliteConnection};
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_async::pooled_connection::{
-    AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
+    AsyncDieselConnectionManager, ManagerConfig, PoolError as DieselPoolError, RecyclingMethod,
 };
 use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
 use diesel_async::{AsyncConnection, AsyncMysqlConnection, SimpleAsyncConnection};
@@ -25,9 +25,9 @@ const MYSQL_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/sqlite");
 
 pub(crate) enum Pools {
-    Mysql(Pool<AsyncDieselConnectionManager<MysqlConn>>),
+    Mysql(Pool<Recycler<MysqlConn>>),
     Sqlite {
-        pool: Pool<AsyncDieselConnectionManager<SqliteConn>>,
+        pool: Pool<Recycler<SqliteConn>>,
         /// SQLite admits one writer at a time. Queueing writers here, in FIFO order, replaces
         /// SQLite's busy handler (which sleeps and polls, and starves some waiters under load)
         /// for writers of this process; `busy_timeout` still covers other processes.
@@ -74,28 +74,26 @@ pub(crate) async fn open(settings: &DatabaseSettings) -> Result<Pools, Persisten
     let (backend, location) = parse_url(&settings.url)?;
     let pools = match backend {
         Backend::Mysql => {
-            let mut config = ManagerConfig::<MysqlConn>::default();
-            // Verified recycling costs a `SELECT 1` per checkout but turns a connection the
-            // server dropped (restart, wait_timeout) into a fresh one instead of a failed query.
-            config.recycling_method = RecyclingMethod::Verified;
-            let manager = AsyncDieselConnectionManager::new_with_config(location, config);
+            let manager = Recycler::new(location, ManagerConfig::<MysqlConn>::default);
             Pools::Mysql(build(manager, settings)?)
         }
         Backend::Sqlite => {
             create_parent_dir(location)?;
             let busy_ms = settings.acquire_timeout.as_millis().max(1000);
-            let mut config = ManagerConfig::<SqliteConn>::default();
-            config.custom_setup = Box::new(move |path| {
-                let path = path.to_owned();
-                Box::pin(async move {
-                    let mut conn = SqliteConn::establish(&path).await?;
-                    conn.batch_execute(&sqlite_pragmas(busy_ms))
-                        .await
-                        .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
-                    Ok(conn)
-                })
+            let manager = Recycler::new(location, || {
+                let mut config = ManagerConfig::<SqliteConn>::default();
+                config.custom_setup = Box::new(move |path| {
+                    let path = path.to_owned();
+                    Box::pin(async move {
+                        let mut conn = SqliteConn::establish(&path).await?;
+                        conn.batch_execute(&sqlite_pragmas(busy_ms))
+                            .await
+                            .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+                        Ok(conn)
+                    })
+                });
+                config
             });
-            let manager = AsyncDieselConnectionManager::new_with_config(location, config);
             Pools::Sqlite {
                 pool: build(manager, settings)?,
                 writer: Arc::new(Semaphore::new(1)),
@@ -110,6 +108,62 @@ pub(crate) async fn open(settings: &DatabaseSettings) -> Result<Pools, Persisten
     }
     run_migrations(backend, location.to_owned(), settings.acquire_timeout).await?;
     Ok(pools)
+}
+
+/// How long a connection may sit idle in the pool and still be handed out without a test query.
+const TRUSTED_IDLE: Duration = Duration::from_secs(2);
+
+/// Hands out pooled connections, testing (`SELECT 1`) only those idle for longer than
+/// [`TRUSTED_IDLE`]. Testing every checkout costs a round trip per operation (a sixth of a join
+/// on MySQL); a connection returned moments ago is almost always still good, and one that is not
+/// (the server restarted in between) fails its statement with `Unavailable`, which is
+/// retryable. Connections diesel knows to be broken, or with a transaction left open, are
+/// always discarded.
+pub(crate) struct Recycler<C> {
+    tested: AsyncDieselConnectionManager<C>,
+    trusted: AsyncDieselConnectionManager<C>,
+}
+
+impl<C: AsyncConnection + 'static> Recycler<C> {
+    /// `config` is called twice; the two managers differ only in how they recycle.
+    fn new(url: &str, config: impl Fn() -> ManagerConfig<C>) -> Self {
+        let manager = |recycling_method| {
+            let mut config = config();
+            config.recycling_method = recycling_method;
+            AsyncDieselConnectionManager::new_with_config(url, config)
+        };
+        Self {
+            tested: manager(RecyclingMethod::Verified),
+            trusted: manager(RecyclingMethod::Fast),
+        }
+    }
+}
+
+impl<C> std::fmt::Debug for Recycler<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recycler").finish_non_exhaustive()
+    }
+}
+
+impl<C> Manager for Recycler<C>
+where
+    C: Send + 'static,
+    AsyncDieselConnectionManager<C>: Manager<Type = C, Error = DieselPoolError>,
+{
+    type Type = C;
+    type Error = DieselPoolError;
+
+    async fn create(&self) -> Result<C, DieselPoolError> {
+        self.tested.create().await
+    }
+
+    async fn recycle(&self, conn: &mut C, metrics: &Metrics) -> RecycleResult<DieselPoolError> {
+        if metrics.last_used() <= TRUSTED_IDLE {
+            self.trusted.recycle(conn, metrics).await
+        } else {
+            self.tested.recycle(conn, metrics).await
+        }
+    }
 }
 
 /// Per-connection SQLite settings: WAL lets readers run beside the writer; `busy_timeout` makes a

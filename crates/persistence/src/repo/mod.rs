@@ -11,6 +11,7 @@ mod messages;
 mod nodes;
 mod participants;
 pub(crate) mod rooms;
+mod seat_sql;
 
 pub(crate) use messages::MessageRepo;
 pub(crate) use nodes::NodeRepo;

@@ -83,53 +83,19 @@ macro_rules! room_repo {
             }
 
             async fn take_seat_if_free(&mut self, id: &str) -> QueryResult<usize> {
-                diesel::update(
-                    rooms::table
-                        .filter(rooms::id.eq(id))
-                        .filter(rooms::attending.lt(rooms::capacity)),
-                )
-                .set((
-                    rooms::attending.eq(rooms::attending + 1),
-                    rooms::version.eq(rooms::version + 1),
-                ))
-                .execute(self)
-                .await
+                TakeSeatIfFree { room: id }.execute(self).await
             }
 
             async fn take_seat_at_version(&mut self, id: &str, version: i64) -> QueryResult<usize> {
-                // `attending < capacity` is redundant with the version check (the caller saw a
-                // free seat at this version) but keeps the statement safe on its own.
-                diesel::update(
-                    rooms::table
-                        .filter(rooms::id.eq(id))
-                        .filter(rooms::version.eq(version))
-                        .filter(rooms::attending.lt(rooms::capacity)),
-                )
-                .set((
-                    rooms::attending.eq(rooms::attending + 1),
-                    rooms::version.eq(rooms::version + 1),
-                ))
-                .execute(self)
-                .await
+                TakeSeatAtVersion { room: id, version }.execute(self).await
             }
 
             async fn take_seat(&mut self, id: &str) -> QueryResult<usize> {
-                diesel::update(rooms::table.filter(rooms::id.eq(id)))
-                    .set((
-                        rooms::attending.eq(rooms::attending + 1),
-                        rooms::version.eq(rooms::version + 1),
-                    ))
-                    .execute(self)
-                    .await
+                TakeSeat { room: id }.execute(self).await
             }
 
             async fn free_seats(&mut self, id: &str, count: i32) -> QueryResult<usize> {
-                // No version bump: freeing a seat cannot invalidate an optimistic join's
-                // "there is a free seat" decision, so joins need not retry because of leaves.
-                diesel::update(rooms::table.filter(rooms::id.eq(id)))
-                    .set(rooms::attending.eq(rooms::attending - count))
-                    .execute(self)
-                    .await
+                FreeSeats { count, room: id }.execute(self).await
             }
         }
     };
@@ -139,6 +105,7 @@ macro_rules! room_repo {
 mod mysql {
     use super::NewRoomRow;
     use crate::records::RoomRow;
+    use crate::repo::seat_sql::{FreeSeats, TakeSeat, TakeSeatAtVersion, TakeSeatIfFree};
     use crate::schema::mysql::rooms;
     use diesel::{ExpressionMethods, OptionalExtension, QueryDsl, QueryResult};
     use diesel_async::RunQueryDsl;
@@ -149,6 +116,7 @@ mod mysql {
 mod sqlite {
     use super::NewRoomRow;
     use crate::records::RoomRow;
+    use crate::repo::seat_sql::{FreeSeats, TakeSeat, TakeSeatAtVersion, TakeSeatIfFree};
     use crate::schema::sqlite::rooms;
     use diesel::{ExpressionMethods, OptionalExtension, QueryDsl, QueryResult};
     use diesel_async::RunQueryDsl;
