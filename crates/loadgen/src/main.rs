@@ -1,0 +1,83 @@
+//! `roomgate-load`: drives a running Roomgate over its wire contract (HTTP and WebSocket, many
+//! connections from one process) and reports what a capacity planner needs.
+//!
+//! Exit codes: 0 when the run completed and every invariant held; 1 when the run could not be
+//! carried out; 2 for a command-line error; 3 when an invariant broke (over-admission or a
+//! leaked seat).
+
+mod api;
+mod cli;
+mod common;
+mod invariants;
+mod latency;
+mod memory;
+mod plot;
+mod progress;
+mod report;
+mod scenario;
+mod server;
+mod target;
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+use crate::cli::{Cli, Command};
+use crate::report::Report;
+
+/// An invariant broke.
+const EXIT_VIOLATION: u8 = 3;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("roomgate-load: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("roomgate-load: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let output = cli.output.clone();
+    let report: Report = match cli.command {
+        Command::Storm(args) => scenario::storm::run(args, &output).await?,
+        Command::Churn(args) => scenario::churn::run(args, &output).await?,
+        Command::Fanout(args) => scenario::fanout::run(args, &output).await?,
+        Command::Idle(args) => scenario::idle::run(args, &output).await?,
+        Command::Compare(args) => scenario::compare::run(args, &output).await?,
+    };
+    if output.json {
+        println!("{}", serde_json::to_string_pretty(&report.json())?);
+        if !output.quiet {
+            eprint!("{}", report.human());
+        }
+    } else if !output.quiet {
+        print!("{}", report.human());
+    }
+    if let Some(path) = &output.plot {
+        plot::draw(&report.chart, path)
+            .map_err(|e| anyhow::anyhow!("drawing {}: {e:#}", path.display()))?;
+        if !output.quiet {
+            eprintln!("chart written to {}", path.display());
+        }
+    }
+    Ok(if !report.violations.is_empty() {
+        ExitCode::from(EXIT_VIOLATION)
+    } else if !report.errors.is_empty() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}

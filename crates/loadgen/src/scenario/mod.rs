@@ -1,0 +1,8 @@
+//! The five scenarios; each validates its arguments, checks its target, runs, and returns a
+//! [`Report`](crate::report::Report).
+
+pub mod churn;
+pub mod compare;
+pub mod fanout;
+pub mod idle;
+pub mod storm;
