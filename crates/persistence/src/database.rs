@@ -54,13 +54,19 @@ macro_rules! with_conn {
         match &$db.inner.pools {
             Pools::Mysql(pool) => {
                 let mut pooled = checkout(pool, timeout).await?;
-                let $conn: &mut MysqlConn = &mut pooled;
-                $body
+                let outcome = async {
+                    let $conn: &mut MysqlConn = &mut pooled;
+                    $body
+                }
+                .await
+                .map_err(PersistenceError::from);
+                discard_if_unavailable(pooled, &outcome);
+                outcome
             }
             Pools::Sqlite { pool, .. } => {
                 let mut pooled = checkout(pool, timeout).await?;
                 let $conn: &mut SqliteConn = &mut pooled;
-                $body
+                ($body).map_err(PersistenceError::from)
             }
         }
     }};
@@ -98,6 +104,11 @@ macro_rules! transaction {
                     }
                 };
                 match outcome {
+                    Err(e) if e.spoils_connection() => {
+                        // A dead connection must not go back to the pool (see `Recycler`).
+                        let _ = deadpool::managed::Object::take(pooled);
+                        Err(e)
+                    }
                     Ok($done) => {
                         let $after_conn: &mut MysqlConn = connection;
                         $after
@@ -125,6 +136,17 @@ macro_rules! transaction {
             }
         }
     }};
+}
+
+/// Takes a MySQL connection out of the pool when using it failed for want of a database, so
+/// that the next checkout opens a fresh one instead of reusing a dead one (see `Recycler`).
+fn discard_if_unavailable<M: deadpool::managed::Manager, T>(
+    pooled: deadpool::managed::Object<M>,
+    outcome: &Result<T, PersistenceError>,
+) {
+    if matches!(outcome, Err(PersistenceError::Unavailable(_))) {
+        let _ = deadpool::managed::Object::take(pooled);
+    }
 }
 
 /// Waits for this process's turn to write to SQLite, at most `timeout`. The permit is given back
@@ -190,7 +212,7 @@ impl Database {
     pub async fn ping(&self) -> Result<(), PersistenceError> {
         with_conn!(self, |conn| {
             diesel::sql_query("SELECT 1").execute(conn).await?;
-            Ok(())
+            Ok::<(), PersistenceError>(())
         })
     }
 

@@ -66,6 +66,13 @@ impl TxError {
         matches!(self, TxError::Db(e) if is_transient(e))
     }
 
+    /// The connection this came from can no longer be trusted and must leave the pool:
+    /// recycling checks only connections idle for a while, so a dead one in steady use would
+    /// otherwise be handed out again and again.
+    pub(crate) fn spoils_connection(&self) -> bool {
+        matches!(self, TxError::Db(e) if spoils_connection(e))
+    }
+
     pub(crate) fn into_persistence(self) -> PersistenceError {
         match self {
             TxError::Refused(e) => e,
@@ -108,6 +115,18 @@ pub(crate) fn classify(e: DieselError) -> PersistenceError {
         DieselError::BrokenTransactionManager => PersistenceError::Unavailable(e.to_string()),
         _ if is_transient(&e) => PersistenceError::Unavailable(e.to_string()),
         _ => PersistenceError::Internal(e.to_string()),
+    }
+}
+
+/// Whether `e` means the connection itself failed (as opposed to the statement or a lock).
+pub(crate) fn spoils_connection(e: &DieselError) -> bool {
+    match e {
+        DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, _)
+        | DieselError::BrokenTransactionManager => true,
+        DieselError::DatabaseError(DatabaseErrorKind::Unknown, info) => {
+            is_connection_failure(info.message()) && !is_transient(e)
+        }
+        _ => false,
     }
 }
 
