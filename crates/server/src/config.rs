@@ -141,12 +141,33 @@ pub struct LimitSettings {
 #[serde(deny_unknown_fields)]
 pub struct NodeSettings {
     pub heartbeat_interval_ms: u64,
+    /// With Redis: how long a node's seats and memberships outlive its last heartbeat.
+    pub lease_ms: u64,
+}
+
+impl NodeSettings {
+    pub fn heartbeat_interval(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_interval_ms.max(1))
+    }
+
+    pub fn lease(&self) -> Duration {
+        Duration::from_millis(self.lease_ms.max(1))
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisSettings {
     pub url: Secret,
+    pub key_prefix: String,
+    pub connect_timeout_ms: u64,
+    pub response_timeout_ms: u64,
+}
+
+impl RedisSettings {
+    pub fn is_enabled(&self) -> bool {
+        !self.url.expose().is_empty()
+    }
 }
 
 /// A configuration value that must never reach a log line.
@@ -268,6 +289,15 @@ impl Settings {
         let redis = self.redis.url.expose();
         if !redis.is_empty() && !redis.starts_with("redis://") && !redis.starts_with("rediss://") {
             return invalid("redis.url", "must be empty or a redis:// or rediss:// URL");
+        }
+        if self.redis.key_prefix.contains(['{', '}']) {
+            return invalid("redis.key_prefix", "must not contain '{' or '}'");
+        }
+        if self.node.lease_ms < 2 * self.node.heartbeat_interval_ms {
+            return invalid(
+                "node.lease_ms",
+                "must be at least twice node.heartbeat_interval_ms, or a live node loses its seats",
+            );
         }
         Ok(())
     }

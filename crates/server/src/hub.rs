@@ -5,9 +5,10 @@
 //! full has fallen too far behind, so it is told to close (its `lagged` token fires) instead of
 //! slowing the room or growing memory without bound.
 //!
-//! The boundary is deliberately small (`subscribe`, `publish`): fanning out across nodes
-//! (e.g. over a pub/sub channel) replaces what happens behind `publish` without touching
-//! sessions.
+//! The boundary is deliberately small (`subscribe`, `publish`). With Redis configured,
+//! `publish` hands the frame to [`RedisFanout`], which reaches every node's sessions (this
+//! node's included) through Redis pub/sub; otherwise it delivers to this node's sessions
+//! directly. Sessions never know which.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,6 +17,8 @@ use parking_lot::Mutex;
 use roomgate_domain::{RoomId, SessionId};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+
+use crate::fanout::RedisFanout;
 
 /// A frame already encoded as JSON text, shared by every recipient.
 pub type Frame = Arc<str>;
@@ -27,20 +30,57 @@ struct Subscriber {
 
 type Rooms = HashMap<RoomId, HashMap<SessionId, Subscriber>>;
 
+/// This node's subscribers, by room.
 #[derive(Clone, Default)]
-pub struct Hub {
+pub struct LocalRooms {
     rooms: Arc<Mutex<Rooms>>,
 }
 
-impl std::fmt::Debug for Hub {
+impl std::fmt::Debug for LocalRooms {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Hub")
+        f.debug_struct("LocalRooms")
             .field("rooms", &self.rooms.lock().len())
             .finish()
     }
 }
 
+/// Where sessions subscribe and frames are published.
+#[derive(Clone, Debug, Default)]
+pub struct Hub {
+    local: LocalRooms,
+    remote: Option<Arc<RedisFanout>>,
+}
+
 impl Hub {
+    /// A hub that fans out across nodes through `remote`.
+    pub fn with_remote(local: LocalRooms, remote: RedisFanout) -> Self {
+        Self {
+            local,
+            remote: Some(Arc::new(remote)),
+        }
+    }
+
+    /// Starts delivering `room`'s frames to `session`, queueing at most `queue_frames`.
+    pub fn subscribe(&self, room: RoomId, session: SessionId, queue_frames: usize) -> Subscription {
+        self.local.subscribe(room, session, queue_frames)
+    }
+
+    /// Sends `frame` to every member of `room`, the sender's own session included, on every
+    /// node. Never waits.
+    pub fn publish(&self, room: &RoomId, frame: Frame) {
+        match &self.remote {
+            Some(remote) => remote.publish(room, frame),
+            None => self.local.deliver(room, frame),
+        }
+    }
+
+    /// Sessions subscribed to `room` on this node.
+    pub fn subscribers(&self, room: &RoomId) -> usize {
+        self.local.subscribers(room)
+    }
+}
+
+impl LocalRooms {
     /// Starts delivering `room`'s frames to `session`, queueing at most `queue_frames`.
     pub fn subscribe(&self, room: RoomId, session: SessionId, queue_frames: usize) -> Subscription {
         let (queue, frames) = mpsc::channel(queue_frames.max(1));
@@ -53,7 +93,7 @@ impl Hub {
             },
         );
         Subscription {
-            hub: self.clone(),
+            local: self.clone(),
             room,
             session,
             frames,
@@ -61,8 +101,8 @@ impl Hub {
         }
     }
 
-    /// Queues `frame` for every subscriber of `room`, the sender's own session included.
-    pub fn publish(&self, room: &RoomId, frame: Frame) {
+    /// Queues `frame` for every subscriber of `room` on this node.
+    pub fn deliver(&self, room: &RoomId, frame: Frame) {
         let rooms = self.rooms.lock();
         let Some(subscribers) = rooms.get(room) else {
             return;
@@ -96,7 +136,7 @@ impl Hub {
 /// One session's subscription; dropping it unsubscribes.
 #[derive(Debug)]
 pub struct Subscription {
-    hub: Hub,
+    local: LocalRooms,
     room: RoomId,
     session: SessionId,
     frames: mpsc::Receiver<Frame>,
@@ -117,7 +157,7 @@ impl Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        self.hub.unsubscribe(&self.room, self.session);
+        self.local.unsubscribe(&self.room, self.session);
     }
 }
 

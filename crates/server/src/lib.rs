@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod fanout;
 pub mod hub;
 pub mod join;
 pub mod metrics;

@@ -1,52 +1,109 @@
 //! Node liveness: this process's id in the database, its heartbeat, and reclaiming the
 //! memberships of processes that are gone.
 
-use std::time::Duration;
+use std::sync::Arc;
 
 use roomgate_domain::NodeId;
 use roomgate_persistence::{Database, PersistenceError};
 use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
+use crate::hub::Frame;
 use crate::metrics::Metrics;
+use crate::session::frames::{PresenceEvent, ServerFrame};
+use crate::state::AppState;
 
-/// Registers `node` and, since without a shared admission store this process is the only
-/// node, reclaims every membership an earlier run left behind (a `kill -9`, a power cut):
-/// no session from before this boot can still be alive.
-pub async fn boot(db: &Database, node: NodeId, metrics: &Metrics) -> Result<(), PersistenceError> {
+/// Registers `node`. A node that is alone (no shared admission store) also reclaims every
+/// membership an earlier run left behind (a `kill -9`, a power cut): no session from before
+/// this boot can still be alive. Nodes that share Redis cannot know that of each other, so
+/// they reclaim only nodes whose lease ran out, in [`spawn_liveness`].
+pub async fn boot(
+    db: &Database,
+    node: NodeId,
+    metrics: &Metrics,
+    alone: bool,
+) -> Result<(), PersistenceError> {
     db.register_node(node).await?;
-    let reclaimed = db.reap_all_nodes_except(node).await?;
-    if !reclaimed.is_empty() {
-        tracing::info!(
-            members = reclaimed.len(),
-            "reclaimed memberships left by earlier runs"
-        );
+    if alone {
+        let reclaimed = db.reap_all_nodes_except(node).await?;
+        if !reclaimed.is_empty() {
+            tracing::info!(
+                members = reclaimed.len(),
+                "reclaimed memberships left by earlier runs"
+            );
+        }
+        metrics.reaped("member", reclaimed.len());
     }
-    metrics.reaped("member", reclaimed.len());
     Ok(())
 }
 
-/// Records every `interval` that `node` is alive, until `stop` fires.
-pub fn spawn_heartbeat(
-    db: Database,
-    node: NodeId,
-    interval: Duration,
-    stop: CancellationToken,
-) -> JoinHandle<()> {
+/// Every heartbeat interval until shutdown: records that this node is alive (database, and
+/// Redis when shared). With Redis it also reclaims the memberships of nodes whose lease ran out
+/// and tells their rooms; their Redis seats are reclaimed by the admission reaper.
+pub fn spawn_liveness(state: Arc<AppState>) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(interval);
+        let mut ticks = tokio::time::interval(state.settings.node.heartbeat_interval());
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut first = true;
         loop {
             tokio::select! {
-                () = stop.cancelled() => return,
-                _ = ticks.tick() => {
-                    if let Err(error) = db.heartbeat(node).await {
-                        tracing::warn!(%error, "node heartbeat failed");
-                    }
-                }
+                () = state.shutdown.cancelled() => return,
+                _ = ticks.tick() => {}
             }
+            if let Err(error) = state.db.heartbeat(state.node).await {
+                tracing::warn!(%error, "node heartbeat failed");
+            }
+            if !state.permits.is_shared() {
+                continue;
+            }
+            match state.permits.heartbeat().await {
+                Ok(unknown) if unknown && !first => lease_lost(&state),
+                Ok(_) => first = false,
+                Err(error) => tracing::warn!(%error, "node lease renewal failed"),
+            }
+            reclaim_dead_nodes(&state).await;
         }
     })
+}
+
+/// Redis no longer knew this node: it missed its lease (a long pause, a network split) and the
+/// other nodes have already given its seats away. Its sessions must end, or their rooms would
+/// hold more people than seats.
+fn lease_lost(state: &AppState) {
+    tracing::error!("this node's lease ran out and its seats were reclaimed: closing its sessions");
+    state.evict_sessions();
+}
+
+async fn reclaim_dead_nodes(state: &AppState) {
+    let reclaimed = match state.db.reap_dead_nodes(state.settings.node.lease()).await {
+        Ok(reclaimed) => reclaimed,
+        Err(error) => {
+            tracing::warn!(%error, "reclaiming dead nodes failed");
+            return;
+        }
+    };
+    if reclaimed.is_empty() {
+        return;
+    }
+    tracing::info!(
+        members = reclaimed.len(),
+        "reclaimed the members of dead nodes"
+    );
+    state.metrics.reaped("member", reclaimed.len());
+    for member in reclaimed {
+        let attending = match state.db.get_room(&member.room).await {
+            Ok(Some(record)) => record.attending,
+            Ok(None) => 0,
+            Err(_) => continue,
+        };
+        let frame = ServerFrame::Presence {
+            event: PresenceEvent::Left,
+            user_id: member.user.as_str(),
+            attending,
+        };
+        state
+            .hub
+            .publish(&member.room, Frame::from(frame.to_text()));
+    }
 }
 
 /// At shutdown: leaves every room this node still holds (normally none, since each session

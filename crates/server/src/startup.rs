@@ -10,8 +10,8 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
 use roomgate_admission::{
-    AnyPendingRooms, AnyPermitStore, Clock, Reaper, RegistrySettings, RoomQueueTracker,
-    SemaphoreRegistry, SystemClock,
+    AnyPendingRooms, AnyPermitStore, Clock, Reaper, RedisPermitStore, RedisSettings,
+    RegistrySettings, RoomQueueTracker, SemaphoreRegistry, SystemClock,
 };
 use roomgate_domain::NodeId;
 use roomgate_persistence::{Database, DatabaseSettings, JoinGuard};
@@ -22,7 +22,8 @@ use tokio_util::task::TaskTracker;
 use crate::auth::{SecretSource, TokenKeys};
 use crate::config::{DatabaseConfig, Settings};
 use crate::error::{self, extractors};
-use crate::hub::Hub;
+use crate::fanout::RedisFanout;
+use crate::hub::{Hub, LocalRooms};
 use crate::metrics::Metrics;
 use crate::rate_limit::{RateLimits, limit_by_ip};
 use crate::state::AppState;
@@ -93,12 +94,6 @@ impl Application {
                  read. Tokens prove nothing; set auth.jwt_secret before exposing this server."
             );
         }
-        if !settings.redis.url.is_empty() {
-            tracing::warn!(
-                "redis.url is set, but this version keeps admission and fan-out in process; \
-                 run a single node"
-            );
-        }
         let db_settings = database_settings(&settings.database)?;
         ensure_sqlite_folder(settings.database.url.expose())?;
         let db = Database::connect(&db_settings)
@@ -107,16 +102,12 @@ impl Application {
 
         let metrics = Metrics::new().context("registering metrics")?;
         let node = NodeId::random();
-        node::boot(&db, node, &metrics)
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let shutdown = CancellationToken::new();
+        let (permits, pending, hub) = admission_backend(&settings, node, &clock, &shutdown)?;
+        node::boot(&db, node, &metrics, !permits.is_shared())
             .await
             .context("registering this node")?;
-
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let permits = AnyPermitStore::Memory(SemaphoreRegistry::new(
-            Arc::clone(&clock),
-            RegistrySettings::default(),
-        ));
-        let pending = AnyPendingRooms::Memory(RoomQueueTracker::new(Arc::clone(&clock)));
         let limits = RateLimits::new(&settings.limits);
 
         let listener = TcpListener::bind(settings.server.bind)
@@ -128,13 +119,14 @@ impl Application {
             permits: permits.clone(),
             pending: pending.clone(),
             clock,
-            hub: Hub::default(),
+            hub,
             metrics: metrics.clone(),
             tokens,
             limits,
             node,
-            shutdown: CancellationToken::new(),
+            shutdown,
             sessions: TaskTracker::new(),
+            evictions: Default::default(),
             settings,
         });
 
@@ -150,12 +142,7 @@ impl Application {
                 reaped.reaped("pending_room", report.pending_rooms);
             },
         );
-        let heartbeat = node::spawn_heartbeat(
-            db,
-            node,
-            Duration::from_millis(state.settings.node.heartbeat_interval_ms.max(1)),
-            state.shutdown.clone(),
-        );
+        let heartbeat = node::spawn_liveness(Arc::clone(&state));
         let sweeper = spawn_limiter_sweep(Arc::clone(&state));
 
         Ok(Self {
@@ -216,10 +203,57 @@ impl Application {
             task.abort();
             let _ = task.await;
         }
+        // Seats given back in a shared store are queued; let them reach it before exiting.
+        if tokio::time::timeout(grace, state.permits.flush_releases())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "some seat releases did not reach redis; this node's lease returns them"
+            );
+        }
         node::retire(&state.db, state.node, &state.metrics).await;
         tracing::info!("shut down");
         Ok(())
     }
+}
+
+/// In memory when this process is alone; in Redis, with cross-node fan-out, when `redis.url`
+/// is set.
+fn admission_backend(
+    settings: &Settings,
+    node: NodeId,
+    clock: &Arc<dyn Clock>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<(AnyPermitStore, AnyPendingRooms, Hub)> {
+    let registry = RegistrySettings::default();
+    if !settings.redis.is_enabled() {
+        let permits = AnyPermitStore::Memory(SemaphoreRegistry::new(Arc::clone(clock), registry));
+        let pending = AnyPendingRooms::Memory(RoomQueueTracker::new(Arc::clone(clock)));
+        return Ok((permits, pending, Hub::default()));
+    }
+    let redis = &settings.redis;
+    let store = RedisPermitStore::connect(&RedisSettings {
+        url: redis.url.expose().to_owned(),
+        key_prefix: redis.key_prefix.clone(),
+        node,
+        node_lease: settings.node.lease(),
+        connect_timeout: Duration::from_millis(redis.connect_timeout_ms),
+        response_timeout: Duration::from_millis(redis.response_timeout_ms),
+        expired_ticket_memory: registry.expired_ticket_memory,
+    })
+    .map_err(|e| anyhow::anyhow!("configuration key redis.url: {e}"))?;
+    let pending = AnyPendingRooms::Redis(store.pending_rooms());
+    let client = redis::Client::open(redis.url.expose())
+        .map_err(|e| anyhow::anyhow!("configuration key redis.url: {e}"))?;
+    let local = LocalRooms::default();
+    let fanout = RedisFanout::start(client, &redis.key_prefix, local.clone(), shutdown.clone());
+    tracing::info!("admission and fan-out shared through redis");
+    Ok((
+        AnyPermitStore::Redis(store),
+        pending,
+        Hub::with_remote(local, fanout),
+    ))
 }
 
 fn http_server(state: &Arc<AppState>, listener: TcpListener) -> anyhow::Result<Server> {

@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use parking_lot::Mutex;
+
 use roomgate_admission::{AnyPendingRooms, AnyPermitStore, Clock};
 use roomgate_domain::NodeId;
 use roomgate_persistence::Database;
@@ -30,6 +32,22 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Every live WebSocket session, so that shutdown can wait for them to leave their rooms.
     pub sessions: TaskTracker,
+    /// Fires to close every session of this node without shutting down (the node lost its
+    /// lease); replaced after firing so that later sessions get a fresh one.
+    pub evictions: Mutex<CancellationToken>,
+}
+
+impl AppState {
+    /// The token a session starting now watches for eviction.
+    pub fn eviction(&self) -> CancellationToken {
+        self.evictions.lock().clone()
+    }
+
+    /// Closes every current session (each leaves its room as usual); new ones are unaffected.
+    pub fn evict_sessions(&self) {
+        let previous = std::mem::take(&mut *self.evictions.lock());
+        previous.cancel();
+    }
 }
 
 impl std::fmt::Debug for AppState {

@@ -15,13 +15,18 @@ pub async fn healthz() -> web::Json<StatusBody> {
     web::Json(StatusBody { status: "ok" })
 }
 
-/// The database answers.
+/// The database (and Redis, when configured) answer.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses((status = 200, body = StatusBody), (status = 503, body = ErrorBody)))]
 #[get("/readyz")]
 pub async fn readyz(state: web::Data<AppState>) -> Result<web::Json<StatusBody>, ApiError> {
     state
         .db
+        .ping()
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    state
+        .permits
         .ping()
         .await
         .map_err(|e| ApiError::Unavailable(e.to_string()))?;

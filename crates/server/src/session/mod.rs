@@ -208,10 +208,12 @@ async fn converse(
     let client_timeout = state.settings.ws.client_timeout();
     let mut last_heard = Instant::now();
     let lagged = subscription.lagged();
+    let evicted = state.eviction();
     loop {
         tokio::select! {
             biased;
             () = state.shutdown.cancelled() => return Ending::ShuttingDown,
+            () = evicted.cancelled() => return Ending::ShuttingDown,
             () = lagged.cancelled() => return Ending::TooSlow,
             frame = subscription.next() => {
                 let Some(frame) = frame else { return Ending::Vanished };
