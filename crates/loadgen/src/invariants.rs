@@ -28,9 +28,18 @@ struct RoomState {
     /// Clients currently between their `joined` frame and their `leave`.
     inside: AtomicU32,
     peak_inside: AtomicU32,
-    /// The largest excess over capacity seen by either check.
-    worst_excess: AtomicU32,
+    /// The largest excess over capacity in the clients' own count.
+    client_excess: AtomicU32,
+    /// The largest excess over capacity in a server read.
+    read_excess: AtomicU32,
     reads: AtomicU64,
+}
+
+/// Which check saw an excess.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Seen {
+    ByClients,
+    InServerRead,
 }
 
 /// Over-admission bookkeeping for a set of rooms, shared by every task of a run.
@@ -48,6 +57,11 @@ pub struct AdmissionCheck {
 pub struct AdmissionFindings {
     /// Sum over rooms of the largest excess over capacity either check saw. Must be 0.
     pub over_admitted: u64,
+    /// Sum over rooms of the largest excess in the clients' own count: more clients held a
+    /// joined session at once than the room has seats.
+    pub over_admitted_by_clients: u64,
+    /// Sum over rooms of the largest excess in a server read (`attending + reserved`).
+    pub over_capacity_in_reads: u64,
     /// Rooms where an excess was seen.
     pub rooms_over_capacity: u64,
     /// Largest number of clients that held a joined session in one room at once.
@@ -74,7 +88,8 @@ impl AdmissionCheck {
                 capacity,
                 inside: AtomicU32::new(0),
                 peak_inside: AtomicU32::new(0),
-                worst_excess: AtomicU32::new(0),
+                client_excess: AtomicU32::new(0),
+                read_excess: AtomicU32::new(0),
                 reads: AtomicU64::new(0),
             })
             .collect();
@@ -105,6 +120,7 @@ impl AdmissionCheck {
         if inside > state.capacity {
             self.violation(
                 room,
+                Seen::ByClients,
                 inside - state.capacity,
                 format!(
                     "room {}: {inside} clients held a joined session at once, capacity {}",
@@ -135,6 +151,7 @@ impl AdmissionCheck {
         if view.capacity != state.capacity {
             self.violation(
                 room,
+                Seen::InServerRead,
                 0,
                 format!(
                     "room {}: the server reports capacity {}, it was created with {}",
@@ -145,6 +162,7 @@ impl AdmissionCheck {
         if held > state.capacity {
             self.violation(
                 room,
+                Seen::InServerRead,
                 held - state.capacity,
                 format!(
                     "room {}: server read attending {} + reserved {} > capacity {}",
@@ -154,10 +172,12 @@ impl AdmissionCheck {
         }
     }
 
-    fn violation(&self, room: usize, excess: u32, description: String) {
-        self.rooms[room]
-            .worst_excess
-            .fetch_max(excess, Ordering::AcqRel);
+    fn violation(&self, room: usize, seen: Seen, excess: u32, description: String) {
+        let state = &self.rooms[room];
+        match seen {
+            Seen::ByClients => state.client_excess.fetch_max(excess, Ordering::AcqRel),
+            Seen::InServerRead => state.read_excess.fetch_max(excess, Ordering::AcqRel),
+        };
         self.violations.fetch_add(1, Ordering::AcqRel);
         let mut described = self
             .described
@@ -169,16 +189,22 @@ impl AdmissionCheck {
     }
 
     pub fn findings(&self) -> AdmissionFindings {
+        let excess = |r: &RoomState| {
+            let clients = r.client_excess.load(Ordering::Acquire);
+            let reads = r.read_excess.load(Ordering::Acquire);
+            (u64::from(clients), u64::from(reads))
+        };
         let over_admitted = self
             .rooms
             .iter()
-            .map(|r| u64::from(r.worst_excess.load(Ordering::Acquire)))
+            .map(|r| {
+                let (clients, reads) = excess(r);
+                clients.max(reads)
+            })
             .sum();
-        let rooms_over_capacity = self
-            .rooms
-            .iter()
-            .filter(|r| r.worst_excess.load(Ordering::Acquire) > 0)
-            .count() as u64;
+        let over_admitted_by_clients = self.rooms.iter().map(|r| excess(r).0).sum();
+        let over_capacity_in_reads = self.rooms.iter().map(|r| excess(r).1).sum();
+        let rooms_over_capacity = self.rooms.iter().filter(|r| excess(r) != (0, 0)).count() as u64;
         let peak_inside = self
             .rooms
             .iter()
@@ -192,6 +218,8 @@ impl AdmissionCheck {
             .sum();
         AdmissionFindings {
             over_admitted,
+            over_admitted_by_clients,
+            over_capacity_in_reads,
             rooms_over_capacity,
             peak_inside,
             server_reads,
@@ -290,6 +318,8 @@ mod tests {
         check.observe(&view("b", 1, 2, 0)); // excess 1 again
         let findings = check.findings();
         assert_eq!(findings.over_admitted, 3);
+        assert_eq!(findings.over_admitted_by_clients, 3);
+        assert_eq!(findings.over_capacity_in_reads, 1);
         assert_eq!(findings.violations, 4);
     }
 
@@ -317,6 +347,8 @@ mod tests {
         check.observe(&view("a", 2, 2, 1));
         let findings = check.findings();
         assert_eq!(findings.over_admitted, 1);
+        assert_eq!(findings.over_admitted_by_clients, 0);
+        assert_eq!(findings.over_capacity_in_reads, 1);
         assert_eq!(findings.server_reads, 3);
         check.observe(&view("a", 2, 5, 0));
         assert_eq!(check.findings().over_admitted, 3);

@@ -2,8 +2,8 @@
 //! connections from one process) and reports what a capacity planner needs.
 //!
 //! Exit codes: 0 when the run completed and every invariant held; 1 when the run could not be
-//! carried out; 2 for a command-line error; 3 when an invariant broke (over-admission or a
-//! leaked seat).
+//! carried out; 2 for a command line that was refused (a bad value, or a target that is not on
+//! this machine); 3 when an invariant broke (over-admission or a leaked seat).
 
 mod api;
 mod cli;
@@ -25,6 +25,8 @@ use clap::Parser as _;
 use crate::cli::{Cli, Command};
 use crate::report::Report;
 
+/// The command line was refused.
+const EXIT_USAGE: u8 = 2;
 /// An invariant broke.
 const EXIT_VIOLATION: u8 = 3;
 
@@ -44,7 +46,11 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(error) => {
             eprintln!("roomgate-load: {error:#}");
-            ExitCode::FAILURE
+            if error.is::<cli::UsageError>() || error.is::<target::TargetError>() {
+                ExitCode::from(EXIT_USAGE)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

@@ -8,12 +8,14 @@ use serde_json::{Value, json};
 
 use crate::latency::LatencySummary;
 
-/// A text table: first column left-aligned, the others right-aligned (they are numbers).
+/// A text table: first column left-aligned, the others right-aligned (they are numbers),
+/// unless every column is asked to be left-aligned (tables of named values).
 #[derive(Debug, Clone, Default)]
 pub struct Table {
     pub title: String,
     pub headers: Vec<String>,
     pub rows: Vec<Vec<String>>,
+    pub all_left: bool,
 }
 
 impl Table {
@@ -22,6 +24,7 @@ impl Table {
             title: title.into(),
             headers: headers.iter().map(|h| (*h).to_owned()).collect(),
             rows: Vec::new(),
+            all_left: false,
         }
     }
 
@@ -32,6 +35,7 @@ impl Table {
     /// A two-column table of named values.
     pub fn pairs(title: impl Into<String>, pairs: &[(&str, String)]) -> Self {
         let mut table = Self::new(title, &["", ""]);
+        table.all_left = true;
         for (name, value) in pairs {
             table.row([(*name).to_owned(), value.clone()]);
         }
@@ -64,7 +68,7 @@ impl Table {
                 if i > 0 {
                     text.push_str("  ");
                 }
-                if i == 0 {
+                if i == 0 || self.all_left {
                     let _ = write!(text, "{cell:<width$}");
                 } else {
                     let _ = write!(text, "{cell:>width$}");
@@ -283,8 +287,8 @@ mod tests {
 
     #[test]
     fn pair_tables_have_no_header_line() {
-        let text = Table::pairs("", &[("joins", "12".into())]).render();
-        assert_eq!(text, "  joins  12\n");
+        let text = Table::pairs("", &[("joins", "12".into()), ("leaves", "1,234".into())]).render();
+        assert_eq!(text, "  joins   12\n  leaves  1,234\n");
     }
 
     #[test]

@@ -63,7 +63,13 @@ impl ServerProcess {
         let mut command = Command::new(binary);
         for (key, _) in std::env::vars_os() {
             let name = key.to_string_lossy();
-            if name.starts_with("ROOMGATE") || name == "RUST_LOG" {
+            // Backtraces would bury a refused configuration's one-line error.
+            if name.starts_with("ROOMGATE")
+                || matches!(
+                    name.as_ref(),
+                    "RUST_LOG" | "RUST_BACKTRACE" | "RUST_LIB_BACKTRACE"
+                )
+            {
                 command.env_remove(&key);
             }
         }
@@ -82,12 +88,17 @@ impl ServerProcess {
         let pid = child.id().context("the server has no pid")?;
         let notices = Arc::new(Mutex::new(Vec::new()));
 
+        // The binary reports a refused configuration on stderr.
         let stderr = child.stderr.take().context("no stderr pipe")?;
-        let kept = Arc::clone(&notices);
-        tokio::spawn(async move {
+        let stderr_lines = Arc::new(Mutex::new(Vec::new()));
+        let kept = Arc::clone(&stderr_lines);
+        let stderr_reader = tokio::spawn(async move {
             let mut lines = BufReader::new(stderr).lines();
             while let Ok(Some(line)) = lines.next_line().await {
-                keep(&kept, line);
+                let mut kept = kept.lock().unwrap_or_else(PoisonError::into_inner);
+                if !line.trim().is_empty() && kept.len() < KEPT_LINES {
+                    kept.push(line);
+                }
             }
         });
 
@@ -110,12 +121,20 @@ impl ServerProcess {
             Ok(Some(address)) => address,
             Ok(None) => {
                 let status = child.wait().await?;
-                // Give the stderr reader a moment to collect the error message.
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                let output = notices
+                // The process is gone, so its stderr ends; wait for the reader to see it all.
+                let _ = tokio::time::timeout(Duration::from_secs(5), stderr_reader).await;
+                let stderr_lines = stderr_lines
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
-                    .join(" | ");
+                    .clone();
+                let output = if stderr_lines.is_empty() {
+                    notices
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .join(" | ")
+                } else {
+                    stderr_lines.join(" | ")
+                };
                 return Err(StartRefused {
                     status: status.to_string(),
                     output,

@@ -322,7 +322,7 @@ fn build_report(args: &CompareArgs, binary: &Path, configurations: Vec<Configura
             "p50 ms",
             "p99 ms",
             "retries",
-            "over-admitted",
+            "over-admitted (clients/reads)",
         ],
     );
     let mut bars = Vec::new();
@@ -330,17 +330,7 @@ fn build_report(args: &CompareArgs, binary: &Path, configurations: Vec<Configura
         if config.status != "ran" {
             table.row([
                 config.label(),
-                format!(
-                    "{}: {}",
-                    config.status,
-                    config
-                        .reason
-                        .as_deref()
-                        .unwrap_or("")
-                        .chars()
-                        .take(100)
-                        .collect::<String>()
-                ),
+                format!("{} (see below)", config.status),
                 "-".into(),
                 "-".into(),
                 "-".into(),
@@ -357,7 +347,11 @@ fn build_report(args: &CompareArgs, binary: &Path, configurations: Vec<Configura
                 report::ms(phase.join_latency.p50_ms),
                 report::ms(phase.join_latency.p99_ms),
                 report::thousands(phase.retries),
-                phase.over_admitted.to_string(),
+                format!(
+                    "{} / {}",
+                    phase.admission.over_admitted_by_clients,
+                    phase.admission.over_capacity_in_reads
+                ),
             ]);
             bars.push((
                 format!("{} {}", config.label(), phase.phase),
@@ -385,11 +379,36 @@ fn build_report(args: &CompareArgs, binary: &Path, configurations: Vec<Configura
         "retries = attempts refused (room full at reservation or at the database guard, or any other refusal) and tried again"
             .to_owned(),
     );
+    report.notes.push(
+        "over-admitted: clients = more clients held a joined session at once than the room has seats; \
+         reads = a GET of the room showed attending + reserved above capacity"
+            .to_owned(),
+    );
+    // What every server said once, with the configurations that said it.
+    let mut notices: Vec<(String, Vec<String>)> = Vec::new();
     for config in &configurations {
         for notice in &config.server_notices {
-            report
-                .notes
-                .push(format!("{} server said: {notice}", config.label()));
+            match notices.iter_mut().find(|(text, _)| text == notice) {
+                Some((_, who)) => who.push(config.label()),
+                None => notices.push((notice.clone(), vec![config.label()])),
+            }
+        }
+    }
+    for (notice, who) in notices {
+        let who = if who.len() == configurations.len() && who.len() > 1 {
+            "every server".to_owned()
+        } else {
+            who.join(", ")
+        };
+        report.notes.push(format!("{who} said: {notice}"));
+    }
+    for config in &configurations {
+        if config.status == "skipped" {
+            report.notes.push(format!(
+                "{} skipped: {}",
+                config.label(),
+                config.reason.as_deref().unwrap_or("unknown")
+            ));
         }
         if config.status == "failed" {
             report.errors.push(format!(
