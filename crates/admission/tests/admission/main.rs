@@ -66,6 +66,7 @@ macro_rules! on_both_backends {
                 async fn $name() {
                     let backend = $crate::backends::RedisBackend::new().await;
                     super::$name(&backend).await;
+                    $crate::backends::Backend::settle(&backend).await;
                     backend.cleanup().await;
                 }
             )*

@@ -5,9 +5,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinHandle;
 
+use crate::fixtures::Relay;
 use crate::helpers::{
     AppOptions, Backend, error_of, expect_close, next_json, spawn_app_with, test_database,
     ticket_of,
@@ -87,44 +86,6 @@ async fn a_join_the_database_cannot_commit_closes_with_4500_and_returns_the_perm
     let (_bob, joined) = app.join("bob", "fragile").await;
     assert_eq!(joined["room"]["attending"], 2);
     app.shutdown().await;
-}
-
-/// A TCP relay in front of MariaDB, so that a test can make the database vanish and return.
-struct Relay {
-    address: SocketAddr,
-    task: Option<JoinHandle<()>>,
-}
-
-impl Relay {
-    async fn start(address: SocketAddr, upstream: SocketAddr) -> Self {
-        let listener = TcpListener::bind(address).await.unwrap();
-        let address = listener.local_addr().unwrap();
-        let task = tokio::spawn(async move {
-            let mut pipes = tokio::task::JoinSet::new();
-            loop {
-                let Ok((mut client, _)) = listener.accept().await else {
-                    return;
-                };
-                pipes.spawn(async move {
-                    if let Ok(mut server) = TcpStream::connect(upstream).await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                    }
-                });
-            }
-        });
-        Self {
-            address,
-            task: Some(task),
-        }
-    }
-
-    /// Drops the listener and every relayed connection.
-    async fn cut(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
-            let _ = task.await;
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

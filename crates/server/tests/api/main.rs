@@ -4,10 +4,12 @@
 // Helpers outside `#[test]` functions panic on purpose too: a panic is a failed assertion.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod fixtures;
 mod helpers;
 
 mod auth;
 mod failures;
+mod multinode;
 mod operations;
 mod processes;
 mod reservations;
