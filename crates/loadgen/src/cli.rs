@@ -119,6 +119,9 @@ pub struct ChurnArgs {
     /// How long to churn.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub duration: Duration,
+    /// Mean pause before retrying a refused attempt (jittered ±50 %); a `Retry-After` wins.
+    #[arg(long, default_value = "5ms", value_parser = parse_duration)]
+    pub backoff: Duration,
     /// Stop after this many complete joins, if reached first.
     #[arg(long)]
     pub count: Option<u64>,
@@ -232,8 +235,9 @@ pub struct CompareArgs {
     /// Rooms of the spread phase.
     #[arg(long, default_value_t = 1000)]
     pub rooms: u32,
-    /// Capacity of the hot room; below --clients, so that clients contend for its seats.
-    #[arg(long, default_value_t = 16)]
+    /// Capacity of the hot room; below --clients, so that clients contend for its seats and
+    /// an over-admission would show.
+    #[arg(long, default_value_t = 32)]
     pub hot_capacity: u32,
     /// Capacity of each room of the spread phase.
     #[arg(long, default_value_t = 8)]
@@ -247,6 +251,9 @@ pub struct CompareArgs {
     /// How long a client stays in a room before leaving.
     #[arg(long, default_value = "0ms", value_parser = parse_duration)]
     pub hold: Duration,
+    /// Mean pause before retrying a refused attempt (jittered ±50 %); a `Retry-After` wins.
+    #[arg(long, default_value = "5ms", value_parser = parse_duration)]
+    pub backoff: Duration,
     /// How long to wait at the end for every room to be back to zero.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub settle: Duration,
@@ -322,6 +329,9 @@ impl ChurnArgs {
         duration_in_range("duration", self.duration)?;
         duration_in_range("settle", self.settle)?;
         positive_count("count", self.count)?;
+        if self.backoff > MAX_DURATION {
+            return Err(usage("backoff", "at most an hour"));
+        }
         if self.messages > 1000 {
             return Err(usage("messages", "at most 1000 per visit"));
         }
@@ -383,6 +393,9 @@ impl CompareArgs {
         positive_count("count", self.count)?;
         if self.hold > MAX_DURATION {
             return Err(usage("hold", "at most an hour"));
+        }
+        if self.backoff > MAX_DURATION {
+            return Err(usage("backoff", "at most an hour"));
         }
         if self.guards.is_empty() {
             return Err(usage("guards", "name at least one join guard"));

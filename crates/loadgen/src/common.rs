@@ -295,6 +295,14 @@ pub struct Visit<'a> {
     pub room: usize,
     pub messages: u32,
     pub hold: Duration,
+    /// Mean pause after a refusal that names no `Retry-After`.
+    pub backoff: Duration,
+}
+
+/// `mean` scaled by a random factor in [0.5, 1.5): clients that were refused together do not
+/// come back together.
+pub fn jittered(mean: Duration) -> Duration {
+    mean.mul_f64(rand::rng().random_range(0.5..1.5))
 }
 
 /// Reserves a seat, joins, sends `messages` messages waiting for each echo, stays `hold`,
@@ -315,7 +323,7 @@ pub async fn visit(
             stats.outcomes.add(refusal.label(), 1);
             let pause = refusal
                 .retry_after()
-                .unwrap_or_else(|| Duration::from_micros(rand::rng().random_range(500..=5000)));
+                .unwrap_or_else(|| jittered(plan.backoff));
             tokio::time::sleep(pause).await;
             return false;
         }
@@ -325,6 +333,7 @@ pub async fn visit(
         Err(failure) => {
             stats.retries += 1;
             stats.outcomes.add(failure.label(), 1);
+            tokio::time::sleep(jittered(plan.backoff)).await;
             if matches!(
                 failure,
                 api::JoinFailure::Transport(_) | api::JoinFailure::Timeout
@@ -412,6 +421,7 @@ pub struct Drive {
     pub count: Option<u64>,
     pub messages: u32,
     pub hold: Duration,
+    pub backoff: Duration,
     /// `Some(room)`: every visit goes to that room; `None`: a random room of the check.
     pub room: Option<usize>,
 }
@@ -474,6 +484,7 @@ pub async fn drive(
                         .unwrap_or_else(|| rng.random_range(0..check.len())),
                     messages: plan.messages,
                     hold: plan.hold,
+                    backoff: plan.backoff,
                 };
                 if visit(&api, &check, visit_plan, &mut stats).await {
                     let total = joins.fetch_add(1, Ordering::AcqRel) + 1;
@@ -541,6 +552,15 @@ mod tests {
     fn runs_get_different_prefixes() {
         let ids: std::collections::HashSet<String> = (0..50).map(|_| run_id()).collect();
         assert!(ids.len() > 45);
+    }
+
+    #[test]
+    fn pauses_are_spread_around_their_mean() {
+        let mean = Duration::from_millis(10);
+        for _ in 0..100 {
+            let pause = jittered(mean);
+            assert!(pause >= Duration::from_millis(5) && pause < Duration::from_millis(15));
+        }
     }
 
     #[test]

@@ -96,6 +96,7 @@ pub async fn run(args: ChurnArgs, output: &OutputArgs) -> anyhow::Result<Report>
             count: args.count,
             messages: args.messages,
             hold: Duration::ZERO,
+            backoff: args.backoff,
             room: None,
         },
         &progress,

@@ -274,6 +274,7 @@ async fn workload(
                 count: args.count,
                 messages: 0,
                 hold: args.hold,
+                backoff: args.backoff,
                 room,
             },
             &progress,
