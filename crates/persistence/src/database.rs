@@ -295,6 +295,15 @@ impl Database {
                 )
             }
             JoinGuard::Optimistic => return self.join_optimistic(seat).await,
+            #[cfg(feature = "demo-unsafe")]
+            JoinGuard::Naive => {
+                transaction!(
+                    self,
+                    |conn| guard::naive(conn, seat).await,
+                    then | conn,
+                    _joined | read_room_after_join(conn, seat).await
+                )
+            }
         }
         .map_err(TxError::into_persistence)
     }

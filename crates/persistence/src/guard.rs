@@ -71,6 +71,27 @@ where
     add_participant(conn, seat).await
 }
 
+/// Check-then-act with no guard, as the original design did: read the room, decide on what was
+/// read, write `attending = read + 1`, insert the member. Two joins that both read before either
+/// writes both get in and one increment is lost, so a room of ten ends with eleven members while
+/// `attending` still says ten (which is also why the schema's `attending <= capacity` check
+/// cannot catch it). Compiled only with the `demo-unsafe` feature, to measure what the guards
+/// prevent.
+#[cfg(feature = "demo-unsafe")]
+pub(crate) async fn naive<C>(conn: &mut C, seat: &SeatRequest<'_>) -> Result<(), TxError>
+where
+    C: RoomRepo + ParticipantRepo,
+{
+    let Some(room) = RoomRepo::find(conn, seat.room.as_str()).await? else {
+        return Err(not_found(seat));
+    };
+    if !room.has_seat() {
+        return Err(refusal(conn, seat).await);
+    }
+    RoomRepo::write_attending(conn, seat.room.as_str(), room.attending + 1).await?;
+    add_participant(conn, seat).await
+}
+
 /// Full-jitter exponential back-off (1 ms doubling to 64 ms): losers of a race spread out instead
 /// of colliding again on the next attempt.
 pub(crate) fn optimistic_backoff(attempt: u32) -> Duration {

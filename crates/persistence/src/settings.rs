@@ -86,9 +86,15 @@ pub enum JoinGuard {
     Pessimistic,
     /// Read the room's `version`, update only if it is unchanged, retry a bounded number of times.
     Optimistic,
+    /// No guard at all: read, check, then write, as the original design did before it knew
+    /// better. It over-admits under concurrency; it exists only to show what the guards prevent,
+    /// and only in builds with the `demo-unsafe` feature.
+    #[cfg(feature = "demo-unsafe")]
+    Naive,
 }
 
 impl JoinGuard {
+    /// Every guard that keeps capacity (the demonstration-only `naive` is never listed).
     pub const ALL: [JoinGuard; 3] = [
         JoinGuard::Conditional,
         JoinGuard::Pessimistic,
@@ -100,6 +106,8 @@ impl JoinGuard {
             JoinGuard::Conditional => "conditional",
             JoinGuard::Pessimistic => "pessimistic",
             JoinGuard::Optimistic => "optimistic",
+            #[cfg(feature = "demo-unsafe")]
+            JoinGuard::Naive => "naive",
         }
     }
 }
@@ -119,6 +127,10 @@ impl FromStr for JoinGuard {
     type Err = UnknownJoinGuard;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        #[cfg(feature = "demo-unsafe")]
+        if s == "naive" {
+            return Ok(JoinGuard::Naive);
+        }
         JoinGuard::ALL
             .into_iter()
             .find(|guard| guard.as_str() == s)

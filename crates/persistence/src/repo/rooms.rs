@@ -32,6 +32,10 @@ pub(crate) trait RoomRepo {
     /// Gives back `count` seats whose participant rows the caller has just deleted (in the
     /// same transaction, after locking the room with `find_for_update`).
     async fn free_seats(&mut self, id: &str, count: i32) -> QueryResult<usize>;
+    /// Writes a count the caller computed from an earlier read: the lost-update pattern the
+    /// `naive` demonstration guard needs. Nothing else may use it.
+    #[cfg(feature = "demo-unsafe")]
+    async fn write_attending(&mut self, id: &str, attending: i32) -> QueryResult<usize>;
 }
 
 macro_rules! room_repo {
@@ -96,6 +100,14 @@ macro_rules! room_repo {
 
             async fn free_seats(&mut self, id: &str, count: i32) -> QueryResult<usize> {
                 FreeSeats { count, room: id }.execute(self).await
+            }
+
+            #[cfg(feature = "demo-unsafe")]
+            async fn write_attending(&mut self, id: &str, attending: i32) -> QueryResult<usize> {
+                diesel::update(rooms::table.find(id))
+                    .set(rooms::attending.eq(attending))
+                    .execute(self)
+                    .await
             }
         }
     };

@@ -172,3 +172,46 @@ async fn racing_room_creators_make_one_room(server: Server) {
     drop(db);
     test_db.cleanup().await;
 }
+
+/// The unguarded check-then-act join (built only with `demo-unsafe`) really does over-admit:
+/// what the three guards above exist to prevent. Run with
+/// `cargo test -p roomgate-persistence --features demo-unsafe naive`.
+#[cfg(feature = "demo-unsafe")]
+mod naive_guard_over_admits {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn mysql() {
+        let test_db = Server::Mysql.fresh().await;
+        let db = Arc::new(connect(&test_db, JoinGuard::Naive).await);
+        let id = room_id("hot");
+        db.open_room_and_join(&new_room("hot", CAPACITY, "creator"), NodeId(1))
+            .await
+            .unwrap();
+        let joined = Arc::new(AtomicUsize::new(0));
+        let tasks: Vec<_> = (0..CONTENDERS)
+            .map(|i| {
+                let (db, id, joined) = (Arc::clone(&db), id.clone(), Arc::clone(&joined));
+                tokio::spawn(async move {
+                    if db
+                        .join(&id, &user(&format!("u{i}")), NodeId(1))
+                        .await
+                        .is_ok()
+                    {
+                        joined.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let members = db.members(&id).await.unwrap().len();
+        assert!(
+            members > CAPACITY as usize,
+            "200 racing joins without a guard should overfill a room of {CAPACITY}; got {members}"
+        );
+        drop(db);
+        test_db.cleanup().await;
+    }
+}
