@@ -114,23 +114,27 @@ fn compare(
     if items.is_empty() {
         bail!("no configuration ran, so there is nothing to plot");
     }
+    // Horizontal bars, first item at the top: the labels stay horizontal and readable.
     let count = i32::try_from(items.len()).unwrap_or(i32::MAX);
+    let row = |i: usize| count - 1 - i32::try_from(i).unwrap_or(i32::MAX);
     let top = items.iter().map(|i| i.1).fold(10.0_f64, f64::max) * 3.0;
-    let width = u32::try_from(items.len())
+    let height = u32::try_from(items.len())
         .unwrap_or(100)
-        .saturating_mul(90)
-        .max(900);
-    let root = SVGBackend::new(path, (width, 700)).into_drawing_area();
+        .saturating_mul(34)
+        .saturating_add(140);
+    let root = SVGBackend::new(path, (1100, height)).into_drawing_area();
     root.fill(&WHITE)?;
+    // A segmented `0..n` has n + 1 segments; `0..n - 1` gives one per item.
+    let last = (count - 1).max(1);
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 22))
         .margin(20)
-        .x_label_area_size(220)
-        .y_label_area_size(80)
-        .build_cartesian_2d((0..count).into_segmented(), (1f64..top).log_scale())?;
+        .x_label_area_size(50)
+        .y_label_area_size(300)
+        .build_cartesian_2d((1f64..top).log_scale(), (0..last).into_segmented())?;
     let label = |value: &SegmentValue<i32>| -> String {
         match value {
-            SegmentValue::CenterOf(i) => usize::try_from(*i)
+            SegmentValue::CenterOf(r) => usize::try_from(count - 1 - *r)
                 .ok()
                 .and_then(|i| items.get(i))
                 .map(|item| item.0.to_owned())
@@ -140,15 +144,11 @@ fn compare(
     };
     chart
         .configure_mesh()
-        .disable_x_mesh()
-        .y_desc("complete joins per second (log scale; grey: reference figures)")
-        .x_labels(items.len())
-        .x_label_formatter(&label)
-        .x_label_style(
-            ("sans-serif", 13)
-                .into_font()
-                .transform(FontTransform::Rotate90),
-        )
+        .disable_y_mesh()
+        .x_desc("complete joins per second (log scale; grey: reference figures)")
+        .y_labels(items.len())
+        .y_label_formatter(&label)
+        .y_label_style(("sans-serif", 14))
         .draw()?;
     let measured = RGBColor(52, 101, 164);
     let reference = RGBColor(160, 160, 160);
@@ -157,24 +157,22 @@ fn compare(
             .iter()
             .enumerate()
             .map(|(i, (_, value, is_reference))| {
-                let i = i32::try_from(i).unwrap_or(i32::MAX);
                 let color = if *is_reference { reference } else { measured };
-                let mut bar: Rectangle<(SegmentValue<i32>, f64)> = Rectangle::new(
+                let mut bar: Rectangle<(f64, SegmentValue<i32>)> = Rectangle::new(
                     [
-                        (SegmentValue::Exact(i), 1.0),
-                        (SegmentValue::Exact(i + 1), value.max(1.0)),
+                        (1.0, SegmentValue::Exact(row(i))),
+                        (value.max(1.0), SegmentValue::Exact(row(i) + 1)),
                     ],
                     color.filled(),
                 );
-                bar.set_margin(0, 0, 10, 10);
+                bar.set_margin(5, 5, 0, 0);
                 bar
             }),
     )?;
     chart.draw_series(items.iter().enumerate().map(|(i, (_, value, _))| {
-        let i = i32::try_from(i).unwrap_or(i32::MAX);
         Text::new(
             crate::report::rate(*value),
-            (SegmentValue::CenterOf(i), value.max(1.0) * 1.15),
+            (value.max(1.0) * 1.08, SegmentValue::CenterOf(row(i))),
             ("sans-serif", 13).into_font(),
         )
     }))?;

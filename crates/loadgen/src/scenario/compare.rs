@@ -301,6 +301,45 @@ async fn workload(
     Ok((phases, leaks))
 }
 
+/// Each distinct server notice once, with who said it: `every server`, or
+/// `optimistic/memory (×5), optimistic/redis (×3)`.
+fn grouped_notices(configurations: &[Configuration]) -> Vec<(String, String)> {
+    let mut notices: Vec<(String, Vec<(String, usize)>)> = Vec::new();
+    for config in configurations {
+        for notice in &config.server_notices {
+            let index = match notices.iter().position(|(text, _)| text == notice) {
+                Some(index) => index,
+                None => {
+                    notices.push((notice.clone(), Vec::new()));
+                    notices.len() - 1
+                }
+            };
+            let who = &mut notices[index].1;
+            match who.iter_mut().find(|(label, _)| *label == config.label()) {
+                Some((_, times)) => *times += 1,
+                None => who.push((config.label(), 1)),
+            }
+        }
+    }
+    notices
+        .into_iter()
+        .map(|(notice, who)| {
+            let text = if who.len() == configurations.len() && who.len() > 1 {
+                "every server".to_owned()
+            } else {
+                who.iter()
+                    .map(|(label, times)| match times {
+                        1 => label.clone(),
+                        n => format!("{label} (×{n})"),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            (notice, text)
+        })
+        .collect()
+}
+
 fn build_report(args: &CompareArgs, binary: &Path, configurations: Vec<Configuration>) -> Report {
     let mut report = Report::new(
         "compare",
@@ -385,22 +424,7 @@ fn build_report(args: &CompareArgs, binary: &Path, configurations: Vec<Configura
          reads = a GET of the room showed attending + reserved above capacity"
             .to_owned(),
     );
-    // What every server said once, with the configurations that said it.
-    let mut notices: Vec<(String, Vec<String>)> = Vec::new();
-    for config in &configurations {
-        for notice in &config.server_notices {
-            match notices.iter_mut().find(|(text, _)| text == notice) {
-                Some((_, who)) => who.push(config.label()),
-                None => notices.push((notice.clone(), vec![config.label()])),
-            }
-        }
-    }
-    for (notice, who) in notices {
-        let who = if who.len() == configurations.len() && who.len() > 1 {
-            "every server".to_owned()
-        } else {
-            who.join(", ")
-        };
+    for (notice, who) in grouped_notices(&configurations) {
         report.notes.push(format!("{who} said: {notice}"));
     }
     for config in &configurations {
@@ -460,4 +484,88 @@ fn build_report(args: &CompareArgs, binary: &Path, configurations: Vec<Configura
             .collect::<Vec<_>>(),
     });
     report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(guard: &str, notices: &[&str]) -> Configuration {
+        Configuration {
+            guard: guard.into(),
+            permits: "memory",
+            database: "sqlite",
+            status: "ran",
+            reason: None,
+            phases: Vec::new(),
+            leaks: Vec::new(),
+            server_notices: notices.iter().map(|n| (*n).to_owned()).collect(),
+            server_exit: None,
+        }
+    }
+
+    #[test]
+    fn server_notices_are_grouped_by_text_and_counted_by_configuration() {
+        let configurations = [
+            config("conditional", &["WARN: dev secret"]),
+            config(
+                "optimistic",
+                &["WARN: dev secret", "WARN: gave up", "WARN: gave up"],
+            ),
+        ];
+        assert_eq!(
+            grouped_notices(&configurations),
+            [
+                ("WARN: dev secret".to_owned(), "every server".to_owned()),
+                (
+                    "WARN: gave up".to_owned(),
+                    "optimistic/memory (×2)".to_owned()
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_table_puts_measured_rows_next_to_the_reference_figures() {
+        let cli = <crate::cli::Cli as clap::Parser>::try_parse_from(["roomgate-load", "compare"])
+            .unwrap();
+        let crate::cli::Command::Compare(args) = cli.command else {
+            panic!("compare")
+        };
+        let mut ran = config("conditional", &[]);
+        ran.phases.push(PhaseResult {
+            phase: "hot room".into(),
+            rooms: 1,
+            capacity: 32,
+            seconds: 10.0,
+            joins: 5000,
+            joins_per_second: 500.0,
+            join_latency: crate::latency::Latency::new().summary(),
+            retries: 7,
+            refusals: Counts::default(),
+            over_admitted: 0,
+            admission: AdmissionFindings::default(),
+        });
+        let mut skipped = config("naive", &[]);
+        skipped.status = "skipped";
+        skipped.reason = Some("unknown join guard \"naive\"".into());
+        let report = build_report(&args, Path::new("/x/roomgate"), vec![ran, skipped]);
+        let text = report.human();
+        assert!(text.contains("conditional/memory"), "{text}");
+        assert!(
+            text.contains("naive/memory skipped: unknown join guard"),
+            "{text}"
+        );
+        assert!(text.contains("design notes: pessimistic lock"), "{text}");
+        assert!(text.contains("12.4") && text.contains("8.3") && text.contains("5.0"));
+        assert!(report.ok(), "a skipped configuration is not a failure");
+        let Chart::Compare {
+            bars, references, ..
+        } = &report.chart
+        else {
+            panic!("a comparison chart")
+        };
+        assert_eq!(bars.len(), 1);
+        assert_eq!(references.len(), 3);
+    }
 }
