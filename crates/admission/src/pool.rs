@@ -1,14 +1,17 @@
 //! One room's permit pool: a counting semaphore plus the seat of every user holding a permit.
 //!
-//! The free-permit count is a single atomic, taken by compare-and-swap like an async semaphore's;
-//! the seats are split over a few independently locked shards by user. Two users of one hot room
-//! therefore meet only on that atomic, not on a lock, and a room scales across cores.
+//! The free-permit count is an atomic taken by compare-and-swap, like an async semaphore's, so a
+//! full room refuses without taking any lock. The seats sit behind one short mutex. Everything a
+//! cycle touches (the reference count of the pool's `Arc`, the permit count, the lock and the
+//! seat map's header) is kept small and together, so that two cores working on one hot room pass
+//! as few cache lines back and forth as possible. (Splitting the seats over several locks by
+//! user was measured: it made every cycle slower, on one room and on many; see
+//! docs/BENCHMARKS.md.)
 //!
-//! Invariant: every seat in any shard holds exactly one permit, taken before the seat is inserted
-//! and given back after it is removed, so `reserved + joined <= capacity` at every instant.
+//! Invariant: every seat holds exactly one permit, taken before the seat is inserted and given
+//! back after it is removed, so `reserved + joined <= capacity` at every instant.
 
 use std::collections::hash_map::Entry;
-use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use parking_lot::{Mutex, MutexGuard};
@@ -18,20 +21,12 @@ use roomgate_domain::{
 };
 
 use crate::registry::RoomCounts;
-use crate::shards::{FastHasher, FastMap};
-
-const SEAT_SHARDS: usize = 8;
-
-/// Keeps each shard's lock on its own cache lines so that cores working on different shards do
-/// not invalidate each other.
-#[derive(Debug, Default)]
-#[repr(align(64))]
-struct Padded<T>(T);
+use crate::shards::FastMap;
 
 #[derive(Debug, Default)]
-struct SeatShard {
+struct Seats {
     /// Only reserved and joined seats are kept; a seat that is gone is removed.
-    seats: FastMap<roomgate_domain::UserId, SeatState>,
+    by_user: FastMap<roomgate_domain::UserId, SeatState>,
     reserved: u32,
     joined: u32,
 }
@@ -54,33 +49,30 @@ pub(crate) enum Confirmed {
 
 #[derive(Debug)]
 pub(crate) struct RoomPool {
-    capacity: u32,
     available: AtomicU32,
-    shards: [Padded<Mutex<SeatShard>>; SEAT_SHARDS],
-    hasher: FastHasher,
-    /// Set, with every shard locked, when the pool is evicted; whoever then locks a shard and
+    capacity: u32,
+    /// Set, with the seats locked, when the pool is evicted; whoever then locks the seats and
     /// sees it goes back to the registry for a fresh pool.
     retired: AtomicBool,
+    seats: Mutex<Seats>,
     /// Owned by the reaper: when it first found the pool empty.
     idle_since: Mutex<Option<Timestamp>>,
 }
 
 impl RoomPool {
     /// A pool for `capacity` seats of which `occupied` are already taken elsewhere.
-    pub(crate) fn new(capacity: u32, occupied: u32, hasher: FastHasher) -> Self {
+    pub(crate) fn new(capacity: u32, occupied: u32) -> Self {
         Self {
-            capacity,
             available: AtomicU32::new(capacity.saturating_sub(occupied)),
-            shards: Default::default(),
-            hasher,
+            capacity,
             retired: AtomicBool::new(false),
+            seats: Mutex::new(Seats::default()),
             idle_since: Mutex::new(None),
         }
     }
 
-    fn shard(&self, key: &UserRoomKey) -> MutexGuard<'_, SeatShard> {
-        let index = (self.hasher.hash_one(&key.user) as usize) % SEAT_SHARDS;
-        self.shards[index].0.lock()
+    fn seats(&self) -> MutexGuard<'_, Seats> {
+        self.seats.lock()
     }
 
     fn try_take_permit(&self) -> bool {
@@ -104,12 +96,12 @@ impl RoomPool {
         expires_at: Timestamp,
         now: Timestamp,
     ) -> Option<Result<Reserved, AdmissionError>> {
-        let mut guard = self.shard(key);
+        let mut guard = self.seats();
         if self.retired.load(Ordering::Acquire) {
             return None;
         }
-        let shard = &mut *guard;
-        let seat = shard.seats.entry(key.user.clone());
+        let seats = &mut *guard;
+        let seat = seats.by_user.entry(key.user.clone());
         let current = match &seat {
             Entry::Occupied(held) => held.get().clone(),
             Entry::Vacant(_) => SeatState::None,
@@ -158,7 +150,7 @@ impl RoomPool {
             Entry::Occupied(mut held) => *held.get_mut() = step.next,
             Entry::Vacant(slot) => {
                 slot.insert(step.next);
-                shard.reserved += 1;
+                seats.reserved += 1;
             }
         }
         Some(Ok(reserved))
@@ -172,9 +164,9 @@ impl RoomPool {
         session: SessionId,
         now: Timestamp,
     ) -> Result<Confirmed, AdmissionError> {
-        let mut guard = self.shard(key);
-        let shard = &mut *guard;
-        let Some(state) = shard.seats.get_mut(&key.user) else {
+        let mut guard = self.seats();
+        let seats = &mut *guard;
+        let Some(state) = seats.by_user.get_mut(&key.user) else {
             return Err(AdmissionError::InvalidTicket);
         };
         let event = SeatEvent::Confirm {
@@ -185,14 +177,14 @@ impl RoomPool {
         match seat_step(key, state, event) {
             Ok(step) => {
                 *state = step.next;
-                shard.reserved -= 1;
-                shard.joined += 1;
+                seats.reserved -= 1;
+                seats.joined += 1;
                 Ok(Confirmed::Joined)
             }
             Err(AdmissionError::TicketExpired) => {
                 if seat_step(key, state, SeatEvent::Expire { now }).is_ok() {
-                    shard.seats.remove(&key.user);
-                    shard.reserved -= 1;
+                    seats.by_user.remove(&key.user);
+                    seats.reserved -= 1;
                     drop(guard);
                     self.return_permits(1);
                 }
@@ -204,16 +196,16 @@ impl RoomPool {
 
     /// Gives back the unconfirmed reservation of `key`; returns its ticket.
     pub(crate) fn cancel(&self, key: &UserRoomKey) -> Result<Option<Ticket>, AdmissionError> {
-        let mut shard = self.shard(key);
-        let current = shard
-            .seats
+        let mut seats = self.seats();
+        let current = seats
+            .by_user
             .get(&key.user)
             .cloned()
             .unwrap_or(SeatState::None);
         seat_step(key, &current, SeatEvent::Cancel)?;
-        shard.seats.remove(&key.user);
-        shard.reserved -= 1;
-        drop(shard);
+        seats.by_user.remove(&key.user);
+        seats.reserved -= 1;
+        drop(seats);
         self.return_permits(1);
         Ok(match current {
             SeatState::Reserved { ticket, .. } => Some(ticket),
@@ -223,27 +215,25 @@ impl RoomPool {
 
     /// Ends the joined seat of `key` if `session` still holds it.
     pub(crate) fn release(&self, key: &UserRoomKey, session: SessionId) {
-        let mut guard = self.shard(key);
-        let shard = &mut *guard;
-        let Entry::Occupied(seat) = shard.seats.entry(key.user.clone()) else {
+        let mut guard = self.seats();
+        let seats = &mut *guard;
+        let Entry::Occupied(seat) = seats.by_user.entry(key.user.clone()) else {
             return;
         };
         if seat_step(key, seat.get(), SeatEvent::Disconnect { session }).is_ok() {
             seat.remove();
-            shard.joined -= 1;
+            seats.joined -= 1;
             drop(guard);
             self.return_permits(1);
         }
     }
 
     pub(crate) fn counts(&self) -> RoomCounts {
-        let mut counts = RoomCounts::default();
-        for shard in &self.shards {
-            let shard = shard.0.lock();
-            counts.reserved += shard.reserved;
-            counts.joined += shard.joined;
+        let seats = self.seats();
+        RoomCounts {
+            reserved: seats.reserved,
+            joined: seats.joined,
         }
-        counts
     }
 
     /// Removes reservations past their TTL, returning their tickets.
@@ -253,25 +243,22 @@ impl RoomPool {
         now: Timestamp,
     ) -> Vec<Ticket> {
         let mut expired = Vec::new();
-        for shard in &self.shards {
-            let mut guard = shard.0.lock();
-            let shard = &mut *guard;
-            let before = expired.len();
-            shard.seats.retain(|user, state| {
-                let key = UserRoomKey::new(user.clone(), room.clone());
-                match (seat_step(&key, state, SeatEvent::Expire { now }), state) {
-                    (Ok(_), SeatState::Reserved { ticket, .. }) => {
-                        expired.push(ticket.clone());
-                        false
-                    }
-                    _ => true,
+        let mut guard = self.seats();
+        let seats = &mut *guard;
+        seats.by_user.retain(|user, state| {
+            let key = UserRoomKey::new(user.clone(), room.clone());
+            match (seat_step(&key, state, SeatEvent::Expire { now }), state) {
+                (Ok(_), SeatState::Reserved { ticket, .. }) => {
+                    expired.push(ticket.clone());
+                    false
                 }
-            });
-            let reclaimed = (expired.len() - before) as u32;
-            shard.reserved -= reclaimed;
-            drop(guard);
-            self.return_permits(reclaimed);
-        }
+                _ => true,
+            }
+        });
+        let reclaimed = expired.len() as u32;
+        seats.reserved -= reclaimed;
+        drop(guard);
+        self.return_permits(reclaimed);
         expired
     }
 
@@ -281,8 +268,8 @@ impl RoomPool {
     /// it holds the registry shard's lock, so no new caller can fetch the pool meanwhile.
     pub(crate) fn retire_if_idle(&self, now: Timestamp, idle_ttl_ms: u64) -> bool {
         let mut idle_since = self.idle_since.lock();
-        let guards: Vec<_> = self.shards.iter().map(|s| s.0.lock()).collect();
-        if guards.iter().any(|s| !s.seats.is_empty()) {
+        let seats = self.seats();
+        if !seats.by_user.is_empty() {
             *idle_since = None;
             return false;
         }
@@ -293,7 +280,7 @@ impl RoomPool {
             }
             Some(since) if now.millis().saturating_sub(since.millis()) < idle_ttl_ms => false,
             Some(_) => {
-                // Every shard is locked: anyone who fetched this pool sees the flag and retries.
+                // The seats are locked: anyone who fetched this pool sees the flag and retries.
                 self.retired.store(true, Ordering::Release);
                 true
             }

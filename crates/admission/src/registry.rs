@@ -128,8 +128,7 @@ impl SemaphoreRegistry {
         if let Some(pool) = shard.get(room) {
             return Arc::clone(pool);
         }
-        let hasher = self.inner.pools.hasher().clone();
-        let pool = Arc::new(RoomPool::new(capacity.get(), occupied, hasher));
+        let pool = Arc::new(RoomPool::new(capacity.get(), occupied));
         shard.insert(room.clone(), Arc::clone(&pool));
         pool
     }

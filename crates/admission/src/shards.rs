@@ -36,11 +36,6 @@ impl<K: Hash + Eq, V> ShardedMap<K, V> {
         &self.shards[index]
     }
 
-    /// The process's seeded hasher, for structures that shard the same kind of keys again.
-    pub(crate) fn hasher(&self) -> &FastHasher {
-        &self.hasher
-    }
-
     pub(crate) fn shards(&self) -> impl Iterator<Item = &Mutex<FastMap<K, V>>> {
         self.shards.iter()
     }
