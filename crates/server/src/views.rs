@@ -44,13 +44,19 @@ pub struct RoomView {
 }
 
 impl RoomView {
+    /// `attending` comes from the database and `reserved` from the permit store, read one after
+    /// the other. At every instant `attending + reserved <= capacity` holds (a member's row is
+    /// written only after its permit is held, and removed before the permit is returned), but two
+    /// reads a moment apart can count one moving seat twice: once as the member who was leaving
+    /// when the row was read, once as the reservation that took the freed permit since. Such a
+    /// seat is counted once, as attending, so a read never shows more than the room holds.
     pub fn open(room: &RoomRecord, reserved: u32) -> Self {
         Self {
             id: room.id.to_string(),
             title: room.title.clone(),
             capacity: room.capacity,
             attending: room.attending,
-            reserved,
+            reserved: reserved.min(room.capacity.saturating_sub(room.attending)),
             has_password: room.password_hash.is_some(),
             state: RoomState::Open,
             created_at: rfc3339(room.created_at),
@@ -175,5 +181,38 @@ impl From<&MessageRecord> for MessageView {
             body: message.body.clone(),
             sent_at: rfc3339(message.sent_at),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use roomgate_domain::{RoomId, UserId};
+
+    use super::*;
+
+    fn record(capacity: u32, attending: u32) -> RoomRecord {
+        RoomRecord {
+            id: RoomId::parse("r").unwrap(),
+            title: "R".into(),
+            capacity,
+            attending,
+            password_hash: None,
+            created_by: UserId::parse("alice").unwrap(),
+            created_at: Utc::now(),
+            version: 0,
+        }
+    }
+
+    #[test]
+    fn a_seat_counted_by_both_reads_is_shown_once() {
+        // 15 members when the row was read; since then one left and a reservation took the seat.
+        let view = RoomView::open(&record(16, 15), 2);
+        assert_eq!((view.attending, view.reserved), (15, 1));
+    }
+
+    #[test]
+    fn consistent_reads_are_shown_as_they_are() {
+        let view = RoomView::open(&record(16, 10), 6);
+        assert_eq!((view.attending, view.reserved), (10, 6));
     }
 }
