@@ -386,3 +386,48 @@ async fn a_redis_outage_answers_503_keeps_local_chat_going_and_recovers_without_
     }
     prefix.cleanup(nodes).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_paused_past_its_lease_closes_its_sessions_when_it_wakes() {
+    let database = test_database(Backend::Mysql).await;
+    let prefix = RedisPrefix::new();
+    let nodes = start_nodes(2, database.url(), &redis_url(), &prefix).await;
+
+    let created = create_room(&nodes[0], "alice", "pausing", 2).await;
+    let mut alice = nodes[0]
+        .connect(created["reservation"]["ticket"].as_str().unwrap())
+        .await;
+    let mut bob = join(&nodes[1], &nodes[1], "bob", "pausing").await;
+
+    // Node 1 stops (a long GC pause, a frozen VM): its lease runs out and node 0 gives bob's
+    // seat away.
+    nodes[1].signal("STOP");
+    loop {
+        let presence = tokio::time::timeout(
+            Duration::from_secs(15),
+            next_of_type(&mut alice, "presence"),
+        )
+        .await
+        .expect("the survivor reclaims the paused node's member");
+        if presence["event"] == "left" && presence["user_id"] == "bob" {
+            break;
+        }
+    }
+    wait_for_room(&nodes[0], "pausing", "bob's seat comes back", |v| {
+        v["attending"] == 1 && v["reserved"] == 0
+    })
+    .await;
+    let _carol = join(&nodes[0], &nodes[0], "carol", "pausing").await;
+
+    // When node 1 wakes, Redis no longer knows it: it must not keep bob in a room that is
+    // already full without him.
+    nodes[1].signal("CONT");
+    let (code, _) = crate::helpers::expect_close(&mut bob).await;
+    assert_eq!(code, 1001);
+    let view = nodes[0].room("pausing").await;
+    assert_eq!(
+        (view["attending"].clone(), view["reserved"].clone()),
+        (json!(2), json!(0))
+    );
+    prefix.cleanup(nodes).await;
+}
