@@ -86,9 +86,15 @@ impl Drop for Membership {
 
 async fn leave_room(state: Arc<AppState>, room: RoomId, user: UserId, seat: SeatGuard) {
     let mut delay = Duration::from_millis(50);
+    // Whether the room still has to hear of this departure: not when the row was already gone,
+    // because whoever removed it (the reaper of a node whose lease ran out) has announced it.
+    let mut announce = true;
     for attempt in 1..=LEAVE_ATTEMPTS {
         match state.db.leave(&room, &user).await {
-            Ok(_) => break,
+            Ok(removed) => {
+                announce = removed;
+                break;
+            }
             Err(error) if attempt < LEAVE_ATTEMPTS => {
                 tracing::warn!(%room, %user, %error, attempt, "leaving the room failed; retrying");
                 tokio::time::sleep(delay).await;
@@ -103,6 +109,9 @@ async fn leave_room(state: Arc<AppState>, room: RoomId, user: UserId, seat: Seat
     // free permit while the database still counts this member.
     drop(seat);
     state.metrics.ws_sessions.dec();
+    if !announce {
+        return;
+    }
     let attending = match state.db.get_room(&room).await {
         Ok(Some(record)) => record.attending,
         Ok(None) => 0,

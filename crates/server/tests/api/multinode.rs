@@ -424,6 +424,22 @@ async fn a_node_paused_past_its_lease_closes_its_sessions_when_it_wakes() {
     nodes[1].signal("CONT");
     let (code, _) = crate::helpers::expect_close(&mut bob).await;
     assert_eq!(code, 1001);
+    // Bob's departure was announced once, when his seat was reclaimed. Node 1's own cleanup of
+    // bob runs right after the close; give a second announcement time to arrive, then check
+    // that alice's next message comes with none before it.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    send_json(&mut alice, &json!({"type": "message", "body": "after"})).await;
+    loop {
+        let frame = crate::helpers::next_json(&mut alice).await;
+        assert_ne!(
+            (frame["type"].clone(), frame["user_id"].clone()),
+            (json!("presence"), json!("bob")),
+            "bob's departure is announced once"
+        );
+        if frame["type"] == "message" {
+            break;
+        }
+    }
     let view = nodes[0].room("pausing").await;
     assert_eq!(
         (view["attending"].clone(), view["reserved"].clone()),
