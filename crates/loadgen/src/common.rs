@@ -64,6 +64,70 @@ impl Counts {
     }
 }
 
+/// The client for the target named on the command line: refused unless it is loopback (or
+/// explicitly allowed), and only once a server answers there.
+pub async fn connect(target: &crate::cli::TargetArgs) -> anyhow::Result<Api> {
+    let target = target.target()?;
+    target.confirm_loopback().await?;
+    let api = Api::new(target)?;
+    ensure_up(&api).await?;
+    Ok(api)
+}
+
+/// Open, empty rooms and users with tokens, named for this run: what storm, churn and idle
+/// start from.
+#[derive(Debug)]
+pub struct Population {
+    /// `(room id, capacity)`, in order.
+    pub rooms: Vec<(String, u32)>,
+    pub room_ids: Vec<String>,
+    pub users: Vec<String>,
+    /// `tokens[i]` is `users[i]`'s.
+    pub tokens: Vec<String>,
+}
+
+/// Opens `room_count` rooms of `capacity` (tagged `room_tag` in their ids) through a pool of
+/// at most 64 creators who leave at once, and gets tokens for `user_count` users.
+pub async fn populate(
+    api: &Api,
+    quiet: bool,
+    room_tag: &str,
+    room_count: u32,
+    capacity: u32,
+    user_count: u32,
+) -> anyhow::Result<Population> {
+    let run = run_id();
+    let rooms: Vec<(String, u32)> = (0..room_count)
+        .map(|i| (name(&run, room_tag, i), capacity))
+        .collect();
+    let users: Vec<String> = (0..user_count).map(|i| name(&run, "u", i)).collect();
+    let creators: Vec<String> = (0..room_count.min(64))
+        .map(|i| name(&run, "c", i))
+        .collect();
+    let setup = Progress::new(
+        quiet,
+        (users.len() + creators.len() + rooms.len()) as u64,
+        "setup",
+    );
+    let creator_tokens = tokens(api, &creators, 32, &setup)
+        .await
+        .context("getting tokens for the room creators")?;
+    let user_tokens = tokens(api, &users, 64, &setup)
+        .await
+        .context("getting tokens for the users")?;
+    open_rooms(api, &rooms, &creator_tokens, false, &setup)
+        .await
+        .context("opening the rooms")?;
+    setup.finish();
+    let room_ids = rooms.iter().map(|(id, _)| id.clone()).collect();
+    Ok(Population {
+        rooms,
+        room_ids,
+        users,
+        tokens: user_tokens,
+    })
+}
+
 /// Fails early, with a sentence, when nothing answers at the target.
 pub async fn ensure_up(api: &Api) -> anyhow::Result<()> {
     if !api.healthy().await {

@@ -8,10 +8,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use serde::Serialize;
 
-use crate::api::Api;
 use crate::cli::{ChurnArgs, OutputArgs};
 use crate::common::{self, Counts, Drive};
 use crate::invariants::{AdmissionCheck, AdmissionFindings, Leak};
@@ -49,40 +47,23 @@ struct ChurnResult {
 
 pub async fn run(args: ChurnArgs, output: &OutputArgs) -> anyhow::Result<Report> {
     args.validate()?;
-    let target = args.target.target()?;
-    target.confirm_loopback().await?;
-    let api = Api::new(target)?;
-    common::ensure_up(&api).await?;
-
-    let run = common::run_id();
-    let rooms: Vec<(String, u32)> = (0..args.rooms)
-        .map(|i| (common::name(&run, "r", i), args.capacity))
-        .collect();
-    let users: Vec<String> = (0..args.workers * USERS_PER_WORKER)
-        .map(|i| common::name(&run, "u", i))
-        .collect();
-    let creators: Vec<String> = (0..args.rooms.min(64))
-        .map(|i| common::name(&run, "c", i))
-        .collect();
-
-    let setup = Progress::new(
+    let api = common::connect(&args.target).await?;
+    let common::Population {
+        rooms,
+        room_ids,
+        users,
+        tokens,
+    } = common::populate(
+        &api,
         output.quiet,
-        (users.len() + creators.len() + rooms.len()) as u64,
-        "setup",
-    );
-    let creator_tokens = common::tokens(&api, &creators, 32, &setup)
-        .await
-        .context("getting tokens for the room creators")?;
-    let tokens = common::tokens(&api, &users, 64, &setup)
-        .await
-        .context("getting tokens for the users")?;
-    common::open_rooms(&api, &rooms, &creator_tokens, false, &setup)
-        .await
-        .context("opening the rooms")?;
-    setup.finish();
+        "r",
+        args.rooms,
+        args.capacity,
+        args.workers * USERS_PER_WORKER,
+    )
+    .await?;
 
     let check = Arc::new(AdmissionCheck::new(rooms.iter().cloned()));
-    let room_ids: Vec<String> = rooms.iter().map(|(id, _)| id.clone()).collect();
     let progress = Progress::timed(output.quiet, args.duration, "churn");
     let (stats, elapsed) = common::drive(
         &api,

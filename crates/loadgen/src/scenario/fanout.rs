@@ -17,7 +17,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::api::{self, Api, Ws};
+use crate::api::{self, Ws};
 use crate::cli::{FanoutArgs, OutputArgs};
 use crate::common::{self, Counts};
 use crate::invariants::Leak;
@@ -80,10 +80,7 @@ struct Totals {
 
 pub async fn run(args: FanoutArgs, output: &OutputArgs) -> anyhow::Result<Report> {
     args.validate()?;
-    let target = args.target.target()?;
-    target.confirm_loopback().await?;
-    let api = Api::new(target)?;
-    common::ensure_up(&api).await?;
+    let api = common::connect(&args.target).await?;
 
     let run = common::run_id();
     let rooms: Vec<(String, u32)> = (0..args.rooms)

@@ -15,7 +15,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::api::{self, Api, Ws};
+use crate::api::{self, Ws};
 use crate::cli::{IdleArgs, OutputArgs};
 use crate::common::{self, Counts};
 use crate::invariants::Leak;
@@ -48,37 +48,19 @@ struct IdleResult {
 
 pub async fn run(args: IdleArgs, output: &OutputArgs) -> anyhow::Result<Report> {
     args.validate()?;
-    let target = args.target.target()?;
-    target.confirm_loopback().await?;
-    let api = Api::new(target)?;
-    common::ensure_up(&api).await?;
-
-    let run = common::run_id();
+    let api = common::connect(&args.target).await?;
     let room_count = args.members.div_ceil(args.room_capacity);
-    let rooms: Vec<(String, u32)> = (0..room_count)
-        .map(|i| (common::name(&run, "i", i), args.room_capacity))
-        .collect();
-    let room_ids: Vec<String> = rooms.iter().map(|(id, _)| id.clone()).collect();
-    let users: Vec<String> = (0..args.members)
-        .map(|i| common::name(&run, "u", i))
-        .collect();
-    let creators: Vec<String> = (0..room_count.min(64))
-        .map(|i| common::name(&run, "c", i))
-        .collect();
-
-    let setup = Progress::new(
+    let common::Population {
+        room_ids, tokens, ..
+    } = common::populate(
+        &api,
         output.quiet,
-        (users.len() + creators.len() + rooms.len()) as u64,
-        "setup",
-    );
-    let creator_tokens = common::tokens(&api, &creators, 32, &setup).await?;
-    let tokens = common::tokens(&api, &users, 64, &setup)
-        .await
-        .context("getting tokens for the members")?;
-    common::open_rooms(&api, &rooms, &creator_tokens, false, &setup)
-        .await
-        .context("opening the rooms")?;
-    setup.finish();
+        "i",
+        room_count,
+        args.room_capacity,
+        args.members,
+    )
+    .await?;
 
     let before = memory::resident_bytes(&api, args.server_pid).await?;
 

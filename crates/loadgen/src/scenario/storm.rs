@@ -66,41 +66,23 @@ struct Outcome {
 
 pub async fn run(args: StormArgs, output: &OutputArgs) -> anyhow::Result<Report> {
     args.validate()?;
-    let target = args.target.target()?;
-    target.confirm_loopback().await?;
-    let api = Api::new(target)?;
-    common::ensure_up(&api).await?;
-
-    let run = common::run_id();
-    let rooms: Vec<(String, u32)> = (0..args.rooms)
-        .map(|i| (common::name(&run, "s", i), args.capacity))
-        .collect();
-    let users: Vec<String> = (0..args.users)
-        .map(|i| common::name(&run, "u", i))
-        .collect();
-    let creator_count = args.rooms.min(64);
-    let creators: Vec<String> = (0..creator_count)
-        .map(|i| common::name(&run, "c", i))
-        .collect();
-
-    let setup = Progress::new(
+    let api = common::connect(&args.target).await?;
+    let common::Population {
+        rooms,
+        room_ids,
+        tokens,
+        ..
+    } = common::populate(
+        &api,
         output.quiet,
-        u64::from(args.users + creator_count + args.rooms),
-        "setup",
-    );
-    let creator_tokens = common::tokens(&api, &creators, 32, &setup)
-        .await
-        .context("getting tokens for the room creators")?;
-    let tokens = common::tokens(&api, &users, 64, &setup)
-        .await
-        .context("getting tokens for the users")?;
-    common::open_rooms(&api, &rooms, &creator_tokens, false, &setup)
-        .await
-        .context("opening the rooms")?;
-    setup.finish();
+        "s",
+        args.rooms,
+        args.capacity,
+        args.users,
+    )
+    .await?;
 
     let check = Arc::new(AdmissionCheck::new(rooms.iter().cloned()));
-    let room_ids: Vec<String> = rooms.iter().map(|(id, _)| id.clone()).collect();
     let before = common::settle(&api, &room_ids, Duration::from_secs(5)).await?;
     if !before.is_empty() {
         anyhow::bail!(
