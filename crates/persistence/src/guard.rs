@@ -9,6 +9,7 @@ use rand::Rng;
 use roomgate_domain::{RoomId, UserId};
 
 use crate::error::{PersistenceError, TxError};
+use crate::records::RoomRow;
 use crate::repo::{ParticipantRepo, RoomRepo};
 
 /// How often the optimistic guard tries before answering `Contended`.
@@ -40,12 +41,8 @@ pub(crate) async fn pessimistic<C>(conn: &mut C, seat: &SeatRequest<'_>) -> Resu
 where
     C: RoomRepo + ParticipantRepo,
 {
-    let Some(room) = RoomRepo::find_for_update(conn, seat.room.as_str()).await? else {
-        return Err(not_found(seat));
-    };
-    if !room.has_seat() {
-        return Err(refusal(conn, seat).await);
-    }
+    let found = RoomRepo::find_for_update(conn, seat.room.as_str()).await?;
+    with_free_seat(conn, seat, found).await?;
     RoomRepo::take_seat(conn, seat.room.as_str()).await?;
     add_participant(conn, seat).await
 }
@@ -59,12 +56,8 @@ pub(crate) async fn optimistic_attempt<C>(
 where
     C: RoomRepo + ParticipantRepo,
 {
-    let Some(room) = RoomRepo::find(conn, seat.room.as_str()).await? else {
-        return Err(not_found(seat));
-    };
-    if !room.has_seat() {
-        return Err(refusal(conn, seat).await);
-    }
+    let found = RoomRepo::find(conn, seat.room.as_str()).await?;
+    let room = with_free_seat(conn, seat, found).await?;
     if RoomRepo::take_seat_at_version(conn, seat.room.as_str(), room.version).await? == 0 {
         return Err(TxError::VersionConflict);
     }
@@ -82,14 +75,29 @@ pub(crate) async fn naive<C>(conn: &mut C, seat: &SeatRequest<'_>) -> Result<(),
 where
     C: RoomRepo + ParticipantRepo,
 {
-    let Some(room) = RoomRepo::find(conn, seat.room.as_str()).await? else {
+    let found = RoomRepo::find(conn, seat.room.as_str()).await?;
+    let room = with_free_seat(conn, seat, found).await?;
+    RoomRepo::write_attending(conn, seat.room.as_str(), room.attending + 1).await?;
+    add_participant(conn, seat).await
+}
+
+/// The room as read by a guard, if it exists and has a free seat; otherwise the refusal
+/// (`NotFound`, `RoomFull` or `AlreadyJoined`).
+async fn with_free_seat<C>(
+    conn: &mut C,
+    seat: &SeatRequest<'_>,
+    found: Option<RoomRow>,
+) -> Result<RoomRow, TxError>
+where
+    C: RoomRepo + ParticipantRepo,
+{
+    let Some(room) = found else {
         return Err(not_found(seat));
     };
     if !room.has_seat() {
         return Err(refusal(conn, seat).await);
     }
-    RoomRepo::write_attending(conn, seat.room.as_str(), room.attending + 1).await?;
-    add_participant(conn, seat).await
+    Ok(room)
 }
 
 /// Full-jitter exponential back-off (1 ms doubling to 64 ms): losers of a race spread out instead
