@@ -315,11 +315,28 @@ impl RedisPermitStore {
             .collect())
     }
 
+    /// For the metrics gauge: every room's counts, read in pipelined batches rather than one
+    /// round trip per room.
     async fn permits_held_inner(&self) -> Result<u64, StoreError> {
+        const BATCH: usize = 500;
+        let mut connection = self.shared.connection();
         let mut held = 0u64;
-        for room in self.rooms().await? {
-            let counts = self.counts_inner(&room).await?;
-            held += u64::from(counts.reserved + counts.joined);
+        for rooms in self.rooms().await?.chunks(BATCH) {
+            let mut pipe = redis::pipe();
+            for room in rooms {
+                pipe.cmd("HMGET")
+                    .arg(self.shared.keys.seats(room))
+                    .arg("!r")
+                    .arg("!j");
+            }
+            let counts: Vec<(Option<u64>, Option<u64>)> = pipe
+                .query_async(&mut connection)
+                .await
+                .map_err(unavailable)?;
+            held += counts
+                .into_iter()
+                .map(|(reserved, joined)| reserved.unwrap_or(0) + joined.unwrap_or(0))
+                .sum::<u64>();
         }
         Ok(held)
     }
