@@ -22,6 +22,14 @@ use crate::hub::{Frame, LocalRooms};
 /// Frames sent in one round trip at most.
 const BATCH: usize = 256;
 
+/// How long fan-out waits on Redis: a Redis that stops answering (rather than refusing) must
+/// not hold frames back from this node's own sessions.
+#[derive(Clone, Copy, Debug)]
+pub struct FanoutTimeouts {
+    pub connect: Duration,
+    pub response: Duration,
+}
+
 #[derive(Debug)]
 pub struct RedisFanout {
     outbox: mpsc::UnboundedSender<(RoomId, Frame)>,
@@ -32,6 +40,7 @@ impl RedisFanout {
     pub fn start(
         client: redis::Client,
         prefix: &str,
+        timeouts: FanoutTimeouts,
         local: LocalRooms,
         stop: CancellationToken,
     ) -> Self {
@@ -40,10 +49,17 @@ impl RedisFanout {
         tokio::spawn(publish_loop(
             client.clone(),
             channel_prefix.clone(),
+            timeouts,
             frames,
             local.clone(),
         ));
-        tokio::spawn(subscribe_loop(client, channel_prefix, local, stop));
+        tokio::spawn(subscribe_loop(
+            client,
+            channel_prefix,
+            timeouts,
+            local,
+            stop,
+        ));
         Self { outbox }
     }
 
@@ -57,6 +73,7 @@ impl RedisFanout {
 async fn publish_loop(
     client: redis::Client,
     channel_prefix: String,
+    timeouts: FanoutTimeouts,
     mut frames: mpsc::UnboundedReceiver<(RoomId, Frame)>,
     local: LocalRooms,
 ) {
@@ -64,7 +81,11 @@ async fn publish_loop(
     let mut batch = Vec::with_capacity(BATCH);
     while frames.recv_many(&mut batch, BATCH).await > 0 {
         if connection.is_none() {
-            connection = client.get_multiplexed_async_connection().await.ok();
+            let connecting = client.get_multiplexed_async_connection();
+            connection = tokio::time::timeout(timeouts.connect, connecting)
+                .await
+                .ok()
+                .and_then(Result::ok);
         }
         let sent = match connection.as_mut() {
             Some(connection) => {
@@ -73,7 +94,11 @@ async fn publish_loop(
                     pipe.publish(format!("{channel_prefix}{room}"), frame.as_bytes())
                         .ignore();
                 }
-                pipe.query_async::<()>(connection).await.is_ok()
+                let sending = pipe.query_async::<()>(connection);
+                matches!(
+                    tokio::time::timeout(timeouts.response, sending).await,
+                    Ok(Ok(()))
+                )
             }
             None => false,
         };
@@ -94,6 +119,7 @@ async fn publish_loop(
 async fn subscribe_loop(
     client: redis::Client,
     channel_prefix: String,
+    timeouts: FanoutTimeouts,
     local: LocalRooms,
     stop: CancellationToken,
 ) {
@@ -104,6 +130,16 @@ async fn subscribe_loop(
             let mut pubsub = client.get_async_pubsub().await?;
             pubsub.psubscribe(&pattern).await?;
             Ok::<_, redis::RedisError>(pubsub)
+        };
+        let subscribed = async {
+            tokio::time::timeout(timeouts.connect + timeouts.response, subscribed)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(redis::RedisError::from((
+                        redis::ErrorKind::Io,
+                        "timed out subscribing",
+                    )))
+                })
         };
         let pubsub = tokio::select! {
             () = stop.cancelled() => return,

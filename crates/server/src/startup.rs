@@ -22,7 +22,7 @@ use tokio_util::task::TaskTracker;
 use crate::auth::{SecretSource, TokenKeys};
 use crate::config::{DatabaseConfig, Settings};
 use crate::error::{self, extractors};
-use crate::fanout::RedisFanout;
+use crate::fanout::{FanoutTimeouts, RedisFanout};
 use crate::hub::{Hub, LocalRooms};
 use crate::metrics::Metrics;
 use crate::rate_limit::{RateLimits, limit_by_ip};
@@ -247,7 +247,17 @@ fn admission_backend(
     let client = redis::Client::open(redis.url.expose())
         .map_err(|e| anyhow::anyhow!("configuration key redis.url: {e}"))?;
     let local = LocalRooms::default();
-    let fanout = RedisFanout::start(client, &redis.key_prefix, local.clone(), shutdown.clone());
+    let timeouts = FanoutTimeouts {
+        connect: Duration::from_millis(redis.connect_timeout_ms),
+        response: Duration::from_millis(redis.response_timeout_ms),
+    };
+    let fanout = RedisFanout::start(
+        client,
+        &redis.key_prefix,
+        timeouts,
+        local.clone(),
+        shutdown.clone(),
+    );
     tracing::info!("admission and fan-out shared through redis");
     Ok((
         AnyPermitStore::Redis(store),
