@@ -14,8 +14,8 @@ use crate::error::{PersistenceError, TxError};
 use crate::guard::{self, OPTIMISTIC_ATTEMPTS, SeatRequest};
 use crate::pool::{self, MysqlConn, Pools, SqliteConn, checkout};
 use crate::records::{
-    MemberRow, MessageRecord, NewRoom, ReclaimedMember, RoomRecord, new_message, node_column, now,
-    reclaimed,
+    HeldSeat, MemberRow, MessageRecord, NewRoom, ReclaimedMember, RoomRecord, new_message,
+    node_column, now, reclaimed,
 };
 use crate::repo::rooms::NewRoomRow;
 use crate::repo::{MessageRepo, NodeRepo, ParticipantRepo, RoomRepo};
@@ -164,6 +164,15 @@ async fn writer_turn(
             "no turn to write to SQLite within {timeout:?}"
         ))),
     }
+}
+
+/// Which membership a leave removes.
+#[derive(Clone, Copy)]
+enum Departing<'a> {
+    /// The user's membership, whichever it is (a session leaving its own seat).
+    Member(&'a UserId),
+    /// Exactly this row (a reconciliation removing what no session holds).
+    Row(&'a crate::records::HeldRow),
 }
 
 /// Which nodes' memberships a reap reclaims.
@@ -332,24 +341,56 @@ impl Database {
         Err(PersistenceError::Contended)
     }
 
-    /// Gives back `user`'s seat. True if a membership was removed; leaving twice is a no-op.
-    pub async fn leave(&self, room: &RoomId, user: &UserId) -> Result<bool, PersistenceError> {
-        transaction!(self, |conn| {
+    /// Gives back `user`'s seat. When a membership was removed, the room's attendance after it
+    /// (read under the room's lock, so it is exact); `None` when there was none to remove, so
+    /// leaving twice is a no-op.
+    pub async fn leave(
+        &self,
+        room: &RoomId,
+        user: &UserId,
+    ) -> Result<Option<u32>, PersistenceError> {
+        self.leave_row(room, Departing::Member(user)).await
+    }
+
+    /// The membership rows held through `node`, for comparing with its live sessions.
+    pub async fn seats_of_node(&self, node: NodeId) -> Result<Vec<HeldSeat>, PersistenceError> {
+        let node = node_column(node)?;
+        let rows = with_conn!(self, |conn| ParticipantRepo::held_by_node(conn, node).await)?;
+        rows.into_iter().map(crate::records::held_seat).collect()
+    }
+
+    /// Removes exactly the row `seat` names, if it is still there; as [`Database::leave`].
+    pub async fn remove_seat(&self, seat: &HeldSeat) -> Result<Option<u32>, PersistenceError> {
+        self.leave_row(&seat.room, Departing::Row(&seat.row)).await
+    }
+
+    async fn leave_row(
+        &self,
+        room: &RoomId,
+        departing: Departing<'_>,
+    ) -> Result<Option<u32>, PersistenceError> {
+        let attending = transaction!(self, |conn| {
             // Lock the room before touching the participant, in the same order as every join,
             // so that a join and a leave of the same user cannot deadlock each other.
-            if RoomRepo::find_for_update(conn, room.as_str())
-                .await?
-                .is_none()
-            {
-                return Ok(false);
-            }
-            if ParticipantRepo::delete(conn, room.as_str(), user.as_str()).await? == 0 {
-                return Ok(false);
+            let Some(locked) = RoomRepo::find_for_update(conn, room.as_str()).await? else {
+                return Ok(None);
+            };
+            let removed = match departing {
+                Departing::Member(user) => {
+                    ParticipantRepo::delete(conn, room.as_str(), user.as_str()).await?
+                }
+                Departing::Row(row) => ParticipantRepo::delete_exact(conn, row).await?,
+            };
+            if removed == 0 {
+                return Ok(None);
             }
             RoomRepo::free_seats(conn, room.as_str(), 1).await?;
-            Ok(true)
+            Ok(Some(locked.attending - 1))
         })
-        .map_err(TxError::into_persistence)
+        .map_err(TxError::into_persistence)?;
+        attending
+            .map(|count| crate::records::stored_u32("rooms.attending", count))
+            .transpose()
     }
 
     /// Appends a message to the room's history.

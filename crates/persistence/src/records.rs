@@ -122,6 +122,26 @@ impl TryFrom<MessageRow> for MessageRecord {
 
 /// A participant row reduced to what reaping reports.
 pub(crate) type MemberRow = (String, String, i64);
+/// A participant row as a reconciliation sees it: room, user, node, joined at.
+pub(crate) type HeldRow = (String, String, i64, NaiveDateTime);
+
+/// One membership row held through a node, as found by [`crate::Database::seats_of_node`].
+/// It names its row exactly (the instant it was taken included), so removing it can never
+/// remove a later membership of the same user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldSeat {
+    pub room: RoomId,
+    pub user: UserId,
+    pub(crate) row: HeldRow,
+}
+
+pub(crate) fn held_seat(row: HeldRow) -> Result<HeldSeat, PersistenceError> {
+    Ok(HeldSeat {
+        room: stored_room_id(&row.0)?,
+        user: stored_user_id(&row.1)?,
+        row,
+    })
+}
 
 pub(crate) fn reclaimed(rows: Vec<MemberRow>) -> Result<Vec<ReclaimedMember>, PersistenceError> {
     rows.into_iter()
@@ -171,7 +191,7 @@ fn stored_node_id(raw: i64) -> Result<NodeId, PersistenceError> {
         .map_err(|_| corrupt("participants.node_id", raw))
 }
 
-fn stored_u32(column: &str, raw: i32) -> Result<u32, PersistenceError> {
+pub(crate) fn stored_u32(column: &str, raw: i32) -> Result<u32, PersistenceError> {
     u32::try_from(raw).map_err(|_| corrupt(column, raw))
 }
 

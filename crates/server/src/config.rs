@@ -143,6 +143,8 @@ pub struct NodeSettings {
     pub heartbeat_interval_ms: u64,
     /// With Redis: how long a node's seats and memberships outlive its last heartbeat.
     pub lease_ms: u64,
+    /// How often this node's participant rows are compared with the seats its sessions hold.
+    pub reconcile_interval_ms: u64,
 }
 
 impl NodeSettings {
@@ -152,6 +154,10 @@ impl NodeSettings {
 
     pub fn lease(&self) -> Duration {
         Duration::from_millis(self.lease_ms.max(1))
+    }
+
+    pub fn reconcile_interval(&self) -> Duration {
+        Duration::from_millis(self.reconcile_interval_ms.max(1))
     }
 }
 

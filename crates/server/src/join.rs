@@ -6,12 +6,12 @@
 
 use std::sync::Arc;
 
-use roomgate_admission::{PendingRooms, PermitStore, SeatGuard, StoreError};
-use roomgate_domain::{AdmissionError, SessionId, Ticket};
+use roomgate_admission::{PendingRooms, PermitStore, StoreError};
+use roomgate_domain::{AdmissionError, SessionId, Ticket, UserRoomKey};
 use roomgate_persistence::{NewRoom, PersistenceError, RoomRecord};
 
 use crate::session::frames::close;
-use crate::session::membership::Membership;
+use crate::session::membership::{self, ClaimedSeat, Membership};
 use crate::state::AppState;
 
 /// Why a WebSocket could not join; each maps to one close code of the contract.
@@ -20,7 +20,10 @@ pub enum Refusal {
     InvalidTicket,
     TicketExpired,
     RoomFull,
+    /// The database answered with an error: nothing was committed.
     Failed(String),
+    /// The database stopped answering during the join, so whether it committed is unknown.
+    Interrupted(String),
 }
 
 impl Refusal {
@@ -29,7 +32,7 @@ impl Refusal {
             Self::InvalidTicket => close::INVALID_TICKET,
             Self::TicketExpired => close::TICKET_EXPIRED,
             Self::RoomFull => close::ROOM_FULL,
-            Self::Failed(_) => close::JOIN_FAILED,
+            Self::Failed(_) | Self::Interrupted(_) => close::JOIN_FAILED,
         }
     }
 
@@ -38,7 +41,7 @@ impl Refusal {
             Self::InvalidTicket => "invalid_ticket",
             Self::TicketExpired => "ticket_expired",
             Self::RoomFull => "room_full",
-            Self::Failed(_) => "join_failed",
+            Self::Failed(_) | Self::Interrupted(_) => "join_failed",
         }
     }
 }
@@ -60,6 +63,7 @@ impl From<PersistenceError> for Refusal {
             PersistenceError::RoomFull { .. } => Self::RoomFull,
             // The room was never written: its creation window passed before this ticket came.
             PersistenceError::NotFound { .. } => Self::TicketExpired,
+            PersistenceError::Unavailable(cause) => Self::Interrupted(cause),
             other => Self::Failed(other.to_string()),
         }
     }
@@ -74,13 +78,25 @@ pub async fn admit(
     let ticket = ticket
         .and_then(|text| Ticket::parse(text).ok())
         .ok_or(Refusal::InvalidTicket)?;
-    let seat = state.permits.confirm(&ticket, session).await?;
-    let record = commit_membership(state, &seat).await?;
-    Ok((Membership::new(Arc::clone(state), seat), record))
+    let guard = state.permits.confirm(&ticket, session).await?;
+    let seat = ClaimedSeat::claim(state, guard);
+    match commit_membership(state, seat.key()).await {
+        Ok(record) => Ok((Membership::new(Arc::clone(state), seat), record)),
+        Err(refusal @ Refusal::Interrupted(_)) => {
+            // The commit may have reached the database even though its answer did not reach
+            // us; the seat stays claimed until any row it wrote is gone. The client is told at
+            // once; the undo goes on without it.
+            tokio::spawn(membership::undo_join(Arc::clone(state), seat));
+            Err(refusal)
+        }
+        // Anything else rolled everything back (a refusal, or an error the database answered
+        // with): the permit goes back at once. Should a row have been written after all (the
+        // room read after the commit failing), the reconciliation removes it.
+        Err(refusal) => Err(refusal),
+    }
 }
 
-async fn commit_membership(state: &AppState, seat: &SeatGuard) -> Result<RoomRecord, Refusal> {
-    let key = seat.key();
+async fn commit_membership(state: &AppState, key: &UserRoomKey) -> Result<RoomRecord, Refusal> {
     let pending = state.pending.get(&key.room).await?;
     match pending {
         Some((room, _)) if room.creator == key.user => {

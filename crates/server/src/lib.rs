@@ -10,6 +10,7 @@ pub mod error;
 pub mod fanout;
 pub mod hub;
 pub mod join;
+pub mod live_seats;
 pub mod metrics;
 pub mod node;
 pub mod openapi;

@@ -72,7 +72,7 @@ impl Metrics {
         ] {
             reservations.with_label_values(&[outcome]);
         }
-        for kind in ["reservation", "pending_room", "member"] {
+        for kind in ["reservation", "pending_room", "member", "orphan_member"] {
             reaped.with_label_values(&[kind]);
         }
         Ok(Self {

@@ -7,9 +7,8 @@ use roomgate_domain::NodeId;
 use roomgate_persistence::{Database, PersistenceError};
 use tokio::task::JoinHandle;
 
-use crate::hub::Frame;
 use crate::metrics::Metrics;
-use crate::session::frames::{PresenceEvent, ServerFrame};
+use crate::session::membership::announce_departure;
 use crate::state::AppState;
 
 /// Registers `node`. A node that is alone (no shared admission store) also reclaims every
@@ -95,15 +94,62 @@ async fn reclaim_dead_nodes(state: &AppState) {
             Ok(None) => 0,
             Err(_) => continue,
         };
-        let frame = ServerFrame::Presence {
-            event: PresenceEvent::Left,
-            user_id: member.user.as_str(),
-            attending,
-        };
-        state
-            .hub
-            .publish(&member.room, Frame::from(frame.to_text()));
+        announce_departure(state, &member.room, &member.user, attending);
     }
+}
+
+/// Every `node.reconcile_interval` until shutdown: compares this node's participant rows with
+/// the seats its sessions hold ([`crate::live_seats`]) and removes, and announces, every row that
+/// no session holds. Departures are normally written by the session itself (retrying through an
+/// outage); this is the net under it, for a row whose writer is gone: a task cancelled or a
+/// panic between the commit and the claim's end. A failed pass changes nothing and the next one
+/// starts over, so a database outage only delays it.
+pub fn spawn_reconciliation(state: Arc<AppState>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(state.settings.node.reconcile_interval());
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = state.shutdown.cancelled() => return,
+                _ = ticks.tick() => {}
+            }
+            reconcile(&state).await;
+        }
+    })
+}
+
+/// One reconciliation pass; the number of rows it removed.
+pub async fn reconcile(state: &AppState) -> usize {
+    let seats = match state.db.seats_of_node(state.node).await {
+        Ok(seats) => seats,
+        Err(error) => {
+            tracing::debug!(%error, "reconciliation could not read this node's seats");
+            return 0;
+        }
+    };
+    let mut removed = 0;
+    // A row whose claim is absent belongs to no live session: claims are taken before a row is
+    // written and given up only after it is gone. The removal names the exact row seen, so a
+    // membership of the same user that began in between is a different row and stays.
+    for seat in seats
+        .iter()
+        .filter(|seat| !state.live_seats.holds(&seat.room, &seat.user))
+    {
+        match state.db.remove_seat(seat).await {
+            Ok(Some(attending)) => {
+                tracing::warn!(room = %seat.room, user = %seat.user, "removed a membership no session held");
+                removed += 1;
+                announce_departure(state, &seat.room, &seat.user, attending);
+            }
+            Ok(None) => {}
+            Err(error) => {
+                tracing::debug!(%error, "reconciliation stopped: the database did not answer");
+                break;
+            }
+        }
+    }
+    state.metrics.reaped("orphan_member", removed);
+    removed
 }
 
 /// At shutdown: leaves every room this node still holds (normally none, since each session

@@ -125,6 +125,7 @@ impl Application {
             limits,
             node,
             shutdown,
+            live_seats: Default::default(),
             sessions: TaskTracker::new(),
             evictions: Default::default(),
             settings,
@@ -143,6 +144,7 @@ impl Application {
             },
         );
         let heartbeat = node::spawn_liveness(Arc::clone(&state));
+        let reconciliation = node::spawn_reconciliation(Arc::clone(&state));
         let sweeper = spawn_limiter_sweep(Arc::clone(&state));
 
         Ok(Self {
@@ -150,7 +152,7 @@ impl Application {
             state,
             local_addr,
             reaper,
-            background: vec![heartbeat, sweeper],
+            background: vec![heartbeat, reconciliation, sweeper],
         })
     }
 

@@ -13,6 +13,7 @@ use tokio_util::task::TaskTracker;
 use crate::auth::TokenKeys;
 use crate::config::Settings;
 use crate::hub::Hub;
+use crate::live_seats::LiveSeats;
 use crate::metrics::Metrics;
 use crate::rate_limit::RateLimits;
 
@@ -30,6 +31,9 @@ pub struct AppState {
     pub node: NodeId,
     /// Fires when the server starts shutting down; every session closes with 1001.
     pub shutdown: CancellationToken,
+    /// The seats this node's sessions hold, from confirmation until their row is gone; what
+    /// the reconciliation compares the database against.
+    pub live_seats: Arc<LiveSeats>,
     /// Every live WebSocket session, so that shutdown can wait for them to leave their rooms.
     pub sessions: TaskTracker,
     /// Fires to close every session of this node without shutting down (the node lost its

@@ -3,7 +3,7 @@
 use chrono::NaiveDateTime;
 use diesel::QueryResult;
 
-use crate::records::MemberRow;
+use crate::records::{HeldRow, MemberRow};
 
 pub(crate) trait ParticipantRepo {
     /// Fails with a unique violation when `user` is already a member.
@@ -15,6 +15,11 @@ pub(crate) trait ParticipantRepo {
         joined_at: NaiveDateTime,
     ) -> QueryResult<()>;
     async fn delete(&mut self, room: &str, user: &str) -> QueryResult<usize>;
+    /// Deletes the one row a reconciliation saw: `user`'s seat in `room` through `node`, taken
+    /// at `joined_at`. A newer membership of the same user is a different row and stays.
+    async fn delete_exact(&mut self, row: &HeldRow) -> QueryResult<usize>;
+    /// The seats held through `node`, with the instant each was taken.
+    async fn held_by_node(&mut self, node: i64) -> QueryResult<Vec<HeldRow>>;
     async fn exists(&mut self, room: &str, user: &str) -> QueryResult<bool>;
     /// Members in the order they joined; ties (same microsecond) broken by user id.
     async fn of_room(&mut self, room: &str) -> QueryResult<Vec<String>>;
@@ -51,6 +56,32 @@ macro_rules! participant_repo {
             async fn delete(&mut self, room: &str, user: &str) -> QueryResult<usize> {
                 diesel::delete(participants::table.find((room, user)))
                     .execute(self)
+                    .await
+            }
+
+            async fn delete_exact(&mut self, row: &HeldRow) -> QueryResult<usize> {
+                let (room, user, node, joined_at) = row;
+                diesel::delete(
+                    participants::table
+                        .filter(participants::room_id.eq(room))
+                        .filter(participants::user_id.eq(user))
+                        .filter(participants::node_id.eq(node))
+                        .filter(participants::joined_at.eq(joined_at)),
+                )
+                .execute(self)
+                .await
+            }
+
+            async fn held_by_node(&mut self, node: i64) -> QueryResult<Vec<HeldRow>> {
+                participants::table
+                    .filter(participants::node_id.eq(node))
+                    .select((
+                        participants::room_id,
+                        participants::user_id,
+                        participants::node_id,
+                        participants::joined_at,
+                    ))
+                    .load(self)
                     .await
             }
 
@@ -104,7 +135,7 @@ macro_rules! participant_repo {
 
 // Each expansion sees one backend's tables under the same names.
 mod mysql {
-    use crate::records::MemberRow;
+    use crate::records::{HeldRow, MemberRow};
     use crate::schema::mysql::participants;
     use chrono::NaiveDateTime;
     use diesel::{ExpressionMethods, QueryDsl, QueryResult};
@@ -114,7 +145,7 @@ mod mysql {
 }
 
 mod sqlite {
-    use crate::records::MemberRow;
+    use crate::records::{HeldRow, MemberRow};
     use crate::schema::sqlite::participants;
     use chrono::NaiveDateTime;
     use diesel::{ExpressionMethods, QueryDsl, QueryResult};

@@ -16,6 +16,7 @@ on_both!(
     duplicate_join_is_refused_and_leaves_attending_unchanged,
     joining_a_missing_room_is_not_found,
     leaving_twice_is_a_no_op,
+    removing_a_seen_seat_never_removes_a_later_membership,
     a_full_room_refuses_the_next_member,
     history_is_the_last_messages_oldest_first,
     list_rooms_pages_by_id,
@@ -120,6 +121,40 @@ async fn joining_a_missing_room_is_not_found(server: Server) {
     test_db.cleanup().await;
 }
 
+async fn removing_a_seen_seat_never_removes_a_later_membership(server: Server) {
+    let test_db = server.fresh().await;
+    let db = connect(&test_db, JoinGuard::Conditional).await;
+    let id = room_id("r");
+    db.open_room_and_join(&new_room("r", 5, "alice"), NODE)
+        .await
+        .unwrap();
+    db.join(&id, &user("bob"), NODE).await.unwrap();
+    let seen = db.seats_of_node(NODE).await.unwrap();
+    let mut users: Vec<_> = seen.iter().map(|seat| seat.user.clone()).collect();
+    users.sort();
+    assert_eq!(users, vec![user("alice"), user("bob")]);
+    let bobs = seen.iter().find(|seat| seat.user == user("bob")).unwrap();
+
+    // Bob leaves and joins again between the reconciliation's read and its removal.
+    assert_eq!(db.leave(&id, &user("bob")).await.unwrap(), Some(1));
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    db.join(&id, &user("bob"), NODE).await.unwrap();
+    assert_eq!(
+        db.remove_seat(bobs).await.unwrap(),
+        None,
+        "a later row stays"
+    );
+    assert_eq!(assert_counts_agree(&db, &id).await, 2);
+
+    // The row it saw is removed exactly once, with the attendance after it.
+    let alices = seen.iter().find(|seat| seat.user == user("alice")).unwrap();
+    assert_eq!(db.remove_seat(alices).await.unwrap(), Some(1));
+    assert_eq!(db.remove_seat(alices).await.unwrap(), None);
+    assert_eq!(assert_counts_agree(&db, &id).await, 1);
+    assert_eq!(db.members(&id).await.unwrap(), vec![user("bob")]);
+    test_db.cleanup().await;
+}
+
 async fn leaving_twice_is_a_no_op(server: Server) {
     let test_db = server.fresh().await;
     let db = connect(&test_db, JoinGuard::Conditional).await;
@@ -128,12 +163,21 @@ async fn leaving_twice_is_a_no_op(server: Server) {
         .await
         .unwrap();
     db.join(&id, &user("bob"), NODE).await.unwrap();
-    assert!(db.leave(&id, &user("bob")).await.unwrap());
-    assert!(!db.leave(&id, &user("bob")).await.unwrap());
-    assert!(!db.leave(&id, &user("nobody")).await.unwrap());
-    assert!(!db.leave(&room_id("ghost"), &user("bob")).await.unwrap());
-    assert!(db.leave(&id, &user("alice")).await.unwrap());
-    assert!(!db.leave(&id, &user("alice")).await.unwrap());
+    assert_eq!(
+        db.leave(&id, &user("bob")).await.unwrap(),
+        Some(1),
+        "alice is left"
+    );
+    assert!(db.leave(&id, &user("bob")).await.unwrap().is_none());
+    assert!(db.leave(&id, &user("nobody")).await.unwrap().is_none());
+    assert!(
+        db.leave(&room_id("ghost"), &user("bob"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(db.leave(&id, &user("alice")).await.unwrap(), Some(0));
+    assert!(db.leave(&id, &user("alice")).await.unwrap().is_none());
     assert_eq!(assert_counts_agree(&db, &id).await, 0, "never negative");
     // The freed seat can be taken again.
     assert_eq!(db.join(&id, &user("bob"), NODE).await.unwrap().attending, 1);

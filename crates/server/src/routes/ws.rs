@@ -3,10 +3,15 @@
 //! Browsers cannot set headers on a WebSocket, so the ticket is the credential: every refusal
 //! happens after the upgrade, as a close code the client can read.
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
+use actix_web::body::{BodySize, BoxBody, MessageBody};
+use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, get, rt, web};
 use serde::Deserialize;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::session;
 use crate::state::AppState;
@@ -19,7 +24,7 @@ pub struct WsQuery {
 /// Opens the chat session a reservation's ticket stands for (101 Switching Protocols).
 #[utoipa::path(get, path = "/api/v1/ws", tag = "chat",
     params(("ticket" = String, Query, description = "The ticket of a live reservation")),
-    responses((status = 101, description = "Upgraded. Close codes: 4001 invalid_ticket, 4002 ticket_expired, 4009 room_full, 4500 join_failed, 1000 after leave, 1001 shutdown, 1008 rate_limited, 1009 frame too large")))]
+    responses((status = 101, description = "Upgraded. Close codes: 4001 invalid_ticket, 4002 ticket_expired, 4009 room_full, 4500 join_failed, 1000 after leave, 1001 shutdown, 1002 protocol_error, 1008 rate_limited, 1009 frame too large, 1013 too_slow")))]
 #[get("/api/v1/ws")]
 pub async fn connect(
     req: HttpRequest,
@@ -29,6 +34,11 @@ pub async fn connect(
 ) -> Result<HttpResponse, actix_web::Error> {
     let upgraded_at = Instant::now();
     let (response, socket, incoming) = actix_ws::handle(&req, payload)?;
+    let connection_closed = CancellationToken::new();
+    let response = response.map_body(|_, body| ConnectionBody {
+        body,
+        _closed: connection_closed.clone().drop_guard(),
+    });
     let max_frame = state.settings.ws.max_frame_bytes;
     let incoming = incoming
         .max_frame_size(max_frame)
@@ -37,6 +47,41 @@ pub async fn connect(
     let state = state.into_inner();
     let sessions = state.sessions.clone();
     let ticket = query.into_inner().ticket;
-    rt::spawn(sessions.track_future(session::run(state, socket, incoming, ticket, upgraded_at)));
-    Ok(response)
+    let connection = session::Connection {
+        socket,
+        incoming,
+        closed: connection_closed,
+    };
+    rt::spawn(sessions.track_future(session::run(state, connection, ticket, upgraded_at)));
+    Ok(response.map_into_boxed_body())
+}
+
+/// The upgraded response's body: the outbound half of the WebSocket, alive exactly as long as
+/// the HTTP connection is.
+///
+/// Why the session watches this rather than only its inbound stream: when the peer resets the
+/// connection (an RST, which is what a client's kernel sends when it closes a socket with
+/// unread data in its buffer), actix-http's dispatcher fails on the read and is dropped, and
+/// with it the sender half of the request payload — without marking the payload finished or
+/// failed. The inbound frame stream then never wakes again, and the session would only notice
+/// at its next ping. The dispatcher does drop this body in every case, so its drop is the one
+/// signal that the connection is gone, whatever ended it.
+struct ConnectionBody {
+    body: BoxBody,
+    _closed: DropGuard,
+}
+
+impl MessageBody for ConnectionBody {
+    type Error = Box<dyn std::error::Error>;
+
+    fn size(&self) -> BodySize {
+        self.body.size()
+    }
+
+    fn poll_next(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Bytes, Self::Error>>> {
+        Pin::new(&mut self.body).poll_next(cx)
+    }
 }

@@ -59,6 +59,7 @@ pub fn message_text(message: &MessageView) -> String {
 pub mod close {
     pub const NORMAL: u16 = 1000;
     pub const GOING_AWAY: u16 = 1001;
+    pub const PROTOCOL_ERROR: u16 = 1002;
     pub const POLICY: u16 = 1008;
     pub const TOO_BIG: u16 = 1009;
     /// Not in the contract: the session's outbound queue overflowed ("try again later").

@@ -1,34 +1,77 @@
-//! A committed membership: a participant row in the database plus the seat's permit.
+//! A seat this node holds: its permit, its claim in [`LiveSeats`](crate::live_seats), and once
+//! committed, the participant row.
 //!
 //! Leaving is structural. [`Membership::leave`] is the one exit every session takes; if a
 //! session is torn down without reaching it (its task cancelled or panicking), `Drop` runs the
 //! same cleanup on the runtime. Either way the row is removed and the permit returned exactly
 //! once, because both paths take the seat out of the `Option` first.
+//!
+//! Leaving always completes: a row that cannot be removed because the database is away is
+//! retried until it is, and the permit and the claim are held until then, so the seat is
+//! neither given to someone else while the database still counts it nor forgotten.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use roomgate_admission::SeatGuard;
-use roomgate_domain::{RoomId, UserId};
+use roomgate_domain::{RoomId, UserId, UserRoomKey};
 
 use crate::hub::Frame;
+use crate::live_seats::SeatClaim;
 use crate::session::frames::{PresenceEvent, ServerFrame};
 use crate::state::AppState;
 
-/// How often removing the row is tried before giving up; a row left behind by a database
-/// outage is reclaimed when the node is reaped.
-const LEAVE_ATTEMPTS: u32 = 3;
+/// The first wait before removing a row is tried again; it doubles up to the next constant.
+const FIRST_RETRY_DELAY: Duration = Duration::from_millis(50);
+/// The longest wait between two tries: once the database answers again, every departure it
+/// missed is written within about this long (plus the pool's reconnection).
+const MAX_RETRY_DELAY: Duration = Duration::from_millis(500);
+
+/// A confirmed seat: the permit and this node's claim on it, from the ticket's confirmation until
+/// the membership row is known to be gone.
+#[derive(Debug)]
+pub struct ClaimedSeat {
+    guard: SeatGuard,
+    _claim: SeatClaim,
+}
+
+impl ClaimedSeat {
+    /// Claims `guard`'s seat for this node. Call before anything is written for it.
+    pub fn claim(state: &AppState, guard: SeatGuard) -> Self {
+        let claim = state.live_seats.claim(guard.key().clone());
+        Self {
+            guard,
+            _claim: claim,
+        }
+    }
+
+    pub fn key(&self) -> &UserRoomKey {
+        self.guard.key()
+    }
+}
+
+/// Undoes a join whose outcome is unknown (the connection broke around its commit, say): the
+/// row it may have written is removed, retrying until the database answers, and only then are
+/// the permit and the claim given back. No one was told of this member, so no one is told it
+/// left.
+pub async fn undo_join(state: Arc<AppState>, seat: ClaimedSeat) {
+    let key = seat.key().clone();
+    if remove_row(&state, &key.room, &key.user).await.is_some() {
+        tracing::info!(room = %key.room, user = %key.user, "removed the row of a join that failed");
+    }
+    drop(seat);
+}
 
 #[derive(Debug)]
 pub struct Membership {
     state: Arc<AppState>,
     room: RoomId,
     user: UserId,
-    seat: Option<SeatGuard>,
+    seat: Option<ClaimedSeat>,
 }
 
 impl Membership {
-    pub fn new(state: Arc<AppState>, seat: SeatGuard) -> Self {
+    pub fn new(state: Arc<AppState>, seat: ClaimedSeat) -> Self {
         state.metrics.ws_sessions.inc();
         Self {
             room: seat.key().room.clone(),
@@ -84,46 +127,51 @@ impl Drop for Membership {
     }
 }
 
-async fn leave_room(state: Arc<AppState>, room: RoomId, user: UserId, seat: SeatGuard) {
-    let mut delay = Duration::from_millis(50);
-    // Whether the room still has to hear of this departure: not when the row was already gone,
-    // because whoever removed it (the reaper of a node whose lease ran out) has announced it.
-    let mut announce = true;
-    for attempt in 1..=LEAVE_ATTEMPTS {
-        match state.db.leave(&room, &user).await {
-            Ok(removed) => {
-                announce = removed;
-                break;
-            }
-            Err(error) if attempt < LEAVE_ATTEMPTS => {
-                tracing::warn!(%room, %user, %error, attempt, "leaving the room failed; retrying");
-                tokio::time::sleep(delay).await;
-                delay *= 4;
-            }
-            Err(error) => {
-                tracing::error!(%room, %user, %error, "leaving the room failed; the row stays until this node is reaped");
-            }
-        }
-    }
+async fn leave_room(state: Arc<AppState>, room: RoomId, user: UserId, seat: ClaimedSeat) {
+    let removed = remove_row(&state, &room, &user).await;
     // The permit goes back only after the row is gone, so that a new joiner can never find a
     // free permit while the database still counts this member.
     drop(seat);
     state.metrics.ws_sessions.dec();
-    if !announce {
-        return;
+    // Nothing to announce when the row was already gone: whoever removed it (the reaper of a
+    // node whose lease ran out, or this node's reconciliation) has announced it.
+    if let Some(attending) = removed {
+        announce_departure(&state, &room, &user, attending);
     }
-    let attending = match state.db.get_room(&room).await {
-        Ok(Some(record)) => record.attending,
-        Ok(None) => 0,
-        Err(error) => {
-            tracing::warn!(%room, %error, "could not read attendance for the presence frame");
-            return;
-        }
-    };
+}
+
+/// Tells `room` that `user` left and how many remain.
+pub fn announce_departure(state: &AppState, room: &RoomId, user: &UserId, attending: u32) {
     let frame = ServerFrame::Presence {
         event: PresenceEvent::Left,
         user_id: user.as_str(),
         attending,
     };
-    state.hub.publish(&room, Frame::from(frame.to_text()));
+    state.hub.publish(room, Frame::from(frame.to_text()));
+}
+
+/// Removes `user`'s row in `room`, trying until the database takes it. The attendance after it
+/// when a row was removed, `None` when there was none.
+async fn remove_row(state: &AppState, room: &RoomId, user: &UserId) -> Option<u32> {
+    let mut delay = FIRST_RETRY_DELAY;
+    let mut failures: u32 = 0;
+    loop {
+        match state.db.leave(room, user).await {
+            Ok(removed) => {
+                if failures > 0 {
+                    tracing::info!(%room, %user, failures, "left the room once the database answered again");
+                }
+                return removed;
+            }
+            Err(error) => {
+                failures += 1;
+                // One line when it starts and then every few seconds, not one per try.
+                if failures == 1 || failures % 20 == 0 {
+                    tracing::warn!(%room, %user, %error, failures, "leaving the room failed; retrying until the database answers");
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(MAX_RETRY_DELAY);
+            }
+        }
+    }
 }

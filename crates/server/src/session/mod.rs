@@ -66,21 +66,33 @@ impl Ending {
             Self::ShuttingDown => reason(close::GOING_AWAY, "server_shutting_down"),
             Self::RateLimited => reason(close::POLICY, "rate_limited"),
             Self::FrameTooBig => reason(close::TOO_BIG, "frame_too_large"),
-            Self::ProtocolError => reason(1002, "protocol_error"),
+            Self::ProtocolError => reason(close::PROTOCOL_ERROR, "protocol_error"),
             Self::TooSlow => reason(close::TRY_AGAIN_LATER, "too_slow"),
             Self::JoinFailed => reason(close::JOIN_FAILED, "join_failed"),
         }
     }
 }
 
+/// One upgraded connection: its outbound and inbound halves, and the signal that the
+/// connection itself is gone (see `routes::ws::ConnectionBody` for why that is needed).
+pub(crate) struct Connection {
+    pub(crate) socket: Session,
+    pub(crate) incoming: AggregatedMessageStream,
+    pub(crate) closed: CancellationToken,
+}
+
 /// Runs a session to its end. Spawned once per upgraded connection.
-pub async fn run(
+pub(crate) async fn run(
     state: Arc<AppState>,
-    mut socket: Session,
-    mut incoming: AggregatedMessageStream,
+    connection: Connection,
     ticket: Option<String>,
     upgraded_at: Instant,
 ) {
+    let Connection {
+        mut socket,
+        mut incoming,
+        closed,
+    } = connection;
     if state.shutdown.is_cancelled() {
         close_with(socket, Ending::ShuttingDown.close_reason()).await;
         return;
@@ -89,7 +101,7 @@ pub async fn run(
     let (membership, record) = match join::admit(&state, ticket.as_deref(), session).await {
         Ok(admitted) => admitted,
         Err(refusal) => {
-            if let join::Refusal::Failed(cause) = &refusal {
+            if let join::Refusal::Failed(cause) | join::Refusal::Interrupted(cause) = &refusal {
                 tracing::warn!(%cause, "join failed");
             }
             let reason = CloseReason {
@@ -117,6 +129,7 @@ pub async fn run(
                 &mut incoming,
                 &mut subscription,
                 &membership,
+                &closed,
             )
             .await
         }
@@ -201,6 +214,7 @@ async fn converse(
     incoming: &mut AggregatedMessageStream,
     subscription: &mut Subscription,
     membership: &Membership,
+    connection_closed: &CancellationToken,
 ) -> Ending {
     let limiter = session_limiter(state.settings.limits.ws_messages_per_second);
     let mut heartbeat = tokio::time::interval(state.settings.ws.heartbeat_interval());
@@ -215,6 +229,7 @@ async fn converse(
             () = state.shutdown.cancelled() => return Ending::ShuttingDown,
             () = evicted.cancelled() => return Ending::ShuttingDown,
             () = lagged.cancelled() => return Ending::TooSlow,
+            () = connection_closed.cancelled() => return Ending::Vanished,
             frame = subscription.next() => {
                 let Some(frame) = frame else { return Ending::Vanished };
                 if let Err(ending) = deliver(socket.text(&*frame), &lagged, client_timeout).await {

@@ -8,12 +8,15 @@ use reqwest::StatusCode;
 
 use crate::fixtures::Relay;
 use crate::helpers::{
-    AppOptions, Backend, error_of, expect_close, next_json, spawn_app_with, test_database,
-    ticket_of,
+    AppOptions, Backend, error_of, expect_close, next_json, next_of_type, permits_held,
+    spawn_app_with, test_database, ticket_of,
 };
 use crate::on_both_databases;
 
-on_both_databases!(a_join_the_database_cannot_commit_closes_with_4500_and_returns_the_permit);
+on_both_databases!(
+    a_join_the_database_cannot_commit_closes_with_4500_and_returns_the_permit,
+    a_row_no_session_holds_is_removed_and_announced_without_a_restart,
+);
 
 /// Runs one SQL statement against the test database, behind the server's back.
 async fn execute(backend: Backend, url: &str, sql: &str) {
@@ -35,14 +38,6 @@ async fn execute(backend: Backend, url: &str, sql: &str) {
             diesel::sql_query(sql).execute(&mut conn).await.unwrap();
         }
     }
-}
-
-fn permits_held(metrics: &str) -> u64 {
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix("roomgate_permits_held "))
-        .and_then(|value| value.trim().parse().ok())
-        .expect("roomgate_permits_held is exported")
 }
 
 async fn a_join_the_database_cannot_commit_closes_with_4500_and_returns_the_permit(
@@ -85,6 +80,49 @@ async fn a_join_the_database_cannot_commit_closes_with_4500_and_returns_the_perm
     .await;
     let (_bob, joined) = app.join("bob", "fragile").await;
     assert_eq!(joined["room"]["attending"], 2);
+    app.shutdown().await;
+}
+
+/// The reconciliation's net: a participant row of this node that no session holds (as a task
+/// cancelled between the commit and its session would leave) is removed and announced.
+async fn a_row_no_session_holds_is_removed_and_announced_without_a_restart(backend: Backend) {
+    let app =
+        spawn_app_with(AppOptions::new(backend).with("node.reconcile_interval_ms", 200)).await;
+    let mut alice = app.open_room("alice", "haunted", 3).await;
+    let url = app.database.url().to_owned();
+    // A ghost on alice's node, counted in `attending`, with no session behind it.
+    execute(
+        backend,
+        &url,
+        "INSERT INTO participants (room_id, user_id, node_id, joined_at) \
+         SELECT room_id, 'ghost', node_id, joined_at FROM participants WHERE user_id = 'alice'",
+    )
+    .await;
+    execute(
+        backend,
+        &url,
+        "UPDATE rooms SET attending = attending + 1 WHERE id = 'haunted'",
+    )
+    .await;
+
+    let left = loop {
+        let presence = next_of_type(&mut alice, "presence").await;
+        if presence["event"] == "left" {
+            break presence;
+        }
+    };
+    assert_eq!(
+        left,
+        serde_json::json!({"type": "presence", "event": "left", "user_id": "ghost", "attending": 1})
+    );
+    let view = app.room("haunted").await;
+    assert_eq!(
+        (view["attending"].as_u64(), view["reserved"].as_u64()),
+        (Some(1), Some(0))
+    );
+    // Alice's own seat, which her session holds, was left alone.
+    let (_bob, joined) = app.join("bob", "haunted").await;
+    assert_eq!(joined["members"], serde_json::json!(["alice", "bob"]));
     app.shutdown().await;
 }
 

@@ -365,6 +365,34 @@ pub async fn error_of(response: reqwest::Response) -> (StatusCode, String, Value
     (status, code, body["error"]["details"].clone())
 }
 
+/// `roomgate_permits_held` from a `/metrics` page.
+pub fn permits_held(metrics: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("roomgate_permits_held "))
+        .and_then(|value| value.trim().parse().ok())
+        .expect("roomgate_permits_held is exported")
+}
+
+/// Participant rows in the MariaDB test database at `url`, counted behind the server's back.
+pub async fn count_participants(url: &str) -> i64 {
+    use diesel_async::{AsyncConnection as _, RunQueryDsl as _};
+
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        rows: i64,
+    }
+    let mut conn = diesel_async::AsyncMysqlConnection::establish(url)
+        .await
+        .unwrap();
+    let count: Count = diesel::sql_query("SELECT COUNT(*) AS `rows` FROM participants")
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+    count.rows
+}
+
 /// Generates one `#[tokio::test]` per database for each scenario `async fn name(backend)`.
 #[macro_export]
 macro_rules! on_both_databases {

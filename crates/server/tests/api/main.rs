@@ -7,8 +7,10 @@
 mod fixtures;
 mod helpers;
 
+mod aborts;
 mod auth;
 mod failures;
+mod faults;
 mod multinode;
 mod operations;
 mod processes;

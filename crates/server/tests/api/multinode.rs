@@ -11,20 +11,20 @@ use serde_json::{Value, json};
 use crate::fixtures::{Process, Relay};
 use crate::helpers::{Backend, Ws, next_of_type, send_json, test_database};
 
-fn redis_url() -> String {
+pub fn redis_url() -> String {
     std::env::var("ROOMGATE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
 /// A fresh key prefix in the test Redis; `cleanup` deletes it at the end of a test.
-struct RedisPrefix(String);
+pub struct RedisPrefix(String);
 
 impl RedisPrefix {
-    fn new() -> Self {
+    pub fn new() -> Self {
         Self(format!("rgtest:{:016x}:", rand::random::<u64>()))
     }
 
     /// Stops `nodes` (so that none writes again) and deletes every key of this prefix.
-    async fn cleanup(&self, nodes: Vec<Process>) {
+    pub async fn cleanup(&self, nodes: Vec<Process>) {
         for mut node in nodes {
             node.signal("KILL");
             let _ = node.wait().await;
@@ -47,14 +47,16 @@ impl RedisPrefix {
 }
 
 /// Starts `count` nodes over `database_url` sharing `prefix` in the Redis at `redis`, with
-/// short liveness intervals so that a dead node is noticed in about a second and a half.
-async fn start_nodes(
+/// short liveness intervals so that a dead node is noticed in about a second and a half, and
+/// any `extra` settings after those (a later setting of the same key wins).
+pub async fn start_nodes(
     count: usize,
     database_url: &str,
     redis: &str,
     prefix: &RedisPrefix,
+    extra: &[(&str, String)],
 ) -> Vec<Process> {
-    let settings = [
+    let mut settings = vec![
         ("redis.url", redis.to_owned()),
         ("redis.key_prefix", prefix.0.clone()),
         ("redis.connect_timeout_ms", "500".to_owned()),
@@ -66,6 +68,7 @@ async fn start_nodes(
         ("limits.user_requests_per_second", "10000".to_owned()),
         ("limits.user_burst", "10000".to_owned()),
     ];
+    settings.extend(extra.iter().cloned());
     join_all((0..count).map(|_| Process::start_with(database_url, &settings))).await
 }
 
@@ -129,7 +132,7 @@ async fn wait_for_room(
 async fn reservations_spread_over_three_nodes_admit_exactly_the_free_seats() {
     let database = test_database(Backend::Mysql).await;
     let prefix = RedisPrefix::new();
-    let nodes = start_nodes(3, database.url(), &redis_url(), &prefix).await;
+    let nodes = start_nodes(3, database.url(), &redis_url(), &prefix, &[]).await;
 
     // Created on node 0, opened by its creator's WebSocket on node 1.
     let created = create_room(&nodes[0], "alice", "shared", 25).await;
@@ -201,7 +204,7 @@ async fn reservations_spread_over_three_nodes_admit_exactly_the_free_seats() {
 async fn a_message_sent_on_one_node_reaches_members_on_the_others() {
     let database = test_database(Backend::Mysql).await;
     let prefix = RedisPrefix::new();
-    let nodes = start_nodes(3, database.url(), &redis_url(), &prefix).await;
+    let nodes = start_nodes(3, database.url(), &redis_url(), &prefix, &[]).await;
 
     let created = create_room(&nodes[0], "alice", "lobby", 5).await;
     let mut alice = nodes[0]
@@ -259,7 +262,7 @@ async fn a_message_sent_on_one_node_reaches_members_on_the_others() {
 async fn a_killed_node_gives_its_seats_back_within_the_lease_and_its_rooms_hear_of_it() {
     let database = test_database(Backend::Mysql).await;
     let prefix = RedisPrefix::new();
-    let mut nodes = start_nodes(2, database.url(), &redis_url(), &prefix).await;
+    let mut nodes = start_nodes(2, database.url(), &redis_url(), &prefix, &[]).await;
 
     let created = create_room(&nodes[0], "alice", "fragile", 3).await;
     let mut alice = nodes[0]
@@ -318,7 +321,7 @@ async fn a_redis_outage_answers_503_keeps_local_chat_going_and_recovers_without_
     .unwrap();
     let mut relay = Relay::start("127.0.0.1:0".parse().unwrap(), upstream).await;
     let relayed = format!("redis://{}", relay.address);
-    let nodes = start_nodes(2, database.url(), &relayed, &prefix).await;
+    let nodes = start_nodes(2, database.url(), &relayed, &prefix, &[]).await;
 
     let created = create_room(&nodes[0], "alice", "steady", 5).await;
     let mut alice = nodes[0]
@@ -391,7 +394,7 @@ async fn a_redis_outage_answers_503_keeps_local_chat_going_and_recovers_without_
 async fn a_node_paused_past_its_lease_closes_its_sessions_when_it_wakes() {
     let database = test_database(Backend::Mysql).await;
     let prefix = RedisPrefix::new();
-    let nodes = start_nodes(2, database.url(), &redis_url(), &prefix).await;
+    let nodes = start_nodes(2, database.url(), &redis_url(), &prefix, &[]).await;
 
     let created = create_room(&nodes[0], "alice", "pausing", 2).await;
     let mut alice = nodes[0]
