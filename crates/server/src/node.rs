@@ -1,9 +1,11 @@
 //! Node liveness: this process's id in the database, its heartbeat, and reclaiming the
 //! memberships of processes that are gone.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
-use roomgate_domain::NodeId;
+use roomgate_admission::AnyPermitStore;
+use roomgate_domain::{NodeId, SessionId, UserRoomKey};
 use roomgate_persistence::{Database, PersistenceError};
 use tokio::task::JoinHandle;
 
@@ -98,28 +100,30 @@ async fn reclaim_dead_nodes(state: &AppState) {
     }
 }
 
-/// Every `node.reconcile_interval` until shutdown: compares this node's participant rows with
-/// the seats its sessions hold ([`crate::live_seats`]) and removes, and announces, every row that
-/// no session holds. Departures are normally written by the session itself (retrying through an
-/// outage); this is the net under it, for a row whose writer is gone: a task cancelled or a
+/// Every `node.reconcile_interval` until shutdown: compares what the database and Redis say this
+/// node holds with the seats its sessions claim ([`crate::live_seats`]) and gives back what no
+/// session claims. Departures are normally written by the session itself (retrying through an
+/// outage); this is the net under it, for a seat whose writer is gone: a task cancelled or a
 /// panic between the commit and the claim's end. A failed pass changes nothing and the next one
-/// starts over, so a database outage only delays it.
+/// starts over, so an outage only delays it.
 pub fn spawn_reconciliation(state: Arc<AppState>) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(state.settings.node.reconcile_interval());
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut suspects = HashSet::new();
         loop {
             tokio::select! {
                 () = state.shutdown.cancelled() => return,
                 _ = ticks.tick() => {}
             }
-            reconcile(&state).await;
+            reconcile_rows(&state).await;
+            suspects = reconcile_redis_seats(&state, suspects).await;
         }
     })
 }
 
-/// One reconciliation pass; the number of rows it removed.
-pub async fn reconcile(state: &AppState) -> usize {
+/// Removes, and announces, this node's participant rows that no session claims; returns how many.
+pub async fn reconcile_rows(state: &AppState) -> usize {
     let seats = match state.db.seats_of_node(state.node).await {
         Ok(seats) => seats,
         Err(error) => {
@@ -150,6 +154,54 @@ pub async fn reconcile(state: &AppState) -> usize {
     }
     state.metrics.reaped("orphan_member", removed);
     removed
+}
+
+/// A joined seat in Redis, as the reconciliation tracks it between passes.
+type RedisSeat = (UserRoomKey, SessionId);
+
+/// Gives back this node's Redis seats that no session claims. A seat is confirmed in Redis an
+/// instant before its session claims it, so a seat is given back only when two passes in a row
+/// found the same session's seat unclaimed; returns the unclaimed seats of this pass, for the
+/// next.
+async fn reconcile_redis_seats(
+    state: &AppState,
+    suspects: HashSet<RedisSeat>,
+) -> HashSet<RedisSeat> {
+    let AnyPermitStore::Redis(store) = &state.permits else {
+        // In memory a seat is released synchronously as its guard drops; none can outlive it.
+        return HashSet::new();
+    };
+    let seats = match store.seats_of_this_node().await {
+        Ok(seats) => seats,
+        Err(error) => {
+            tracing::debug!(%error, "reconciliation could not read this node's Redis seats");
+            return suspects;
+        }
+    };
+    let mut unclaimed = HashSet::new();
+    let mut released = 0;
+    for seat in seats {
+        if state.live_seats.holds(&seat.0.room, &seat.0.user) {
+            continue;
+        }
+        if !suspects.contains(&seat) {
+            unclaimed.insert(seat);
+            continue;
+        }
+        match store.release_if_held(&seat.0, seat.1).await {
+            Ok(true) => {
+                tracing::warn!(room = %seat.0.room, user = %seat.0.user, "gave back a Redis seat no session held");
+                released += 1;
+            }
+            Ok(false) => {}
+            Err(error) => {
+                tracing::debug!(%error, "reconciliation could not give back a Redis seat");
+                unclaimed.insert(seat);
+            }
+        }
+    }
+    state.metrics.reaped("orphan_seat", released);
+    unclaimed
 }
 
 /// At shutdown: leaves every room this node still holds (normally none, since each session

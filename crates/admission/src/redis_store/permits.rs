@@ -341,6 +341,63 @@ impl RedisPermitStore {
         Ok(held)
     }
 
+    /// The joined seats Redis says this node holds, with the session each was confirmed for:
+    /// every room's seats read in pipelined batches.
+    pub async fn seats_of_this_node(&self) -> Result<Vec<(UserRoomKey, SessionId)>, StoreError> {
+        const BATCH: usize = 200;
+        let node = self.shared.node.0.to_string();
+        let mut connection = self.shared.connection();
+        let mut held = Vec::new();
+        for rooms in self.rooms().await?.chunks(BATCH) {
+            let mut pipe = redis::pipe();
+            for room in rooms {
+                pipe.cmd("HGETALL").arg(self.shared.keys.seats(room));
+            }
+            let seats: Vec<Vec<(String, String)>> = pipe
+                .query_async(&mut connection)
+                .await
+                .map_err(unavailable)?;
+            for (room, seats) in rooms.iter().zip(seats) {
+                for (user, holder) in seats {
+                    // "J\t<session>\t<node>\t<ticket>"; bookkeeping fields start with '!'.
+                    let mut parts = holder.split('\t');
+                    let (Some("J"), Some(session), Some(holder_node)) =
+                        (parts.next(), parts.next(), parts.next())
+                    else {
+                        continue;
+                    };
+                    if holder_node != node {
+                        continue;
+                    }
+                    let (Ok(user), Ok(session)) = (UserId::parse(&user), session.parse()) else {
+                        continue;
+                    };
+                    held.push((UserRoomKey::new(user, room.clone()), SessionId(session)));
+                }
+            }
+        }
+        Ok(held)
+    }
+
+    /// Gives back `key`'s joined seat if `session` still holds it; `false` when it did not (a
+    /// later session's seat is never touched).
+    pub async fn release_if_held(
+        &self,
+        key: &UserRoomKey,
+        session: SessionId,
+    ) -> Result<bool, StoreError> {
+        let mut connection = self.shared.connection();
+        let outcome: Vec<String> = scripts::RELEASE
+            .key(self.shared.keys.seats(&key.room))
+            .arg(key.user.as_str())
+            .arg(session.0.to_string())
+            .arg(self.shared.offset())
+            .invoke_async(&mut connection)
+            .await
+            .map_err(unavailable)?;
+        Ok(outcome.first().is_some_and(|reply| reply == "ok"))
+    }
+
     /// Reclaims expired reservations and the seats of nodes whose lease ran out, in every room.
     async fn reap_inner(&self) -> Result<usize, StoreError> {
         let keys = &self.shared.keys;

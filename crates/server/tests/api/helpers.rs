@@ -393,6 +393,26 @@ pub async fn count_participants(url: &str) -> i64 {
     count.rows
 }
 
+/// The node id (as stored) through which `user` holds a seat, read behind the server's back.
+pub async fn node_of(url: &str, user: &str) -> i64 {
+    use diesel_async::{AsyncConnection as _, RunQueryDsl as _};
+
+    #[derive(diesel::QueryableByName)]
+    struct Node {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        node_id: i64,
+    }
+    let mut conn = diesel_async::AsyncMysqlConnection::establish(url)
+        .await
+        .unwrap();
+    let node: Node = diesel::sql_query("SELECT node_id FROM participants WHERE user_id = ?")
+        .bind::<diesel::sql_types::Text, _>(user)
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+    node.node_id
+}
+
 /// Generates one `#[tokio::test]` per database for each scenario `async fn name(backend)`.
 #[macro_export]
 macro_rules! on_both_databases {

@@ -16,7 +16,7 @@ pub fn redis_url() -> String {
 }
 
 /// A fresh key prefix in the test Redis; `cleanup` deletes it at the end of a test.
-pub struct RedisPrefix(String);
+pub struct RedisPrefix(pub String);
 
 impl RedisPrefix {
     pub fn new() -> Self {
@@ -448,5 +448,66 @@ async fn a_node_paused_past_its_lease_closes_its_sessions_when_it_wakes() {
         (view["attending"].clone(), view["reserved"].clone()),
         (json!(2), json!(0))
     );
+    prefix.cleanup(nodes).await;
+}
+
+/// A joined seat in Redis that names a live node but no session of it (as a release lost with
+/// a crashed task would leave) is given back by that node's reconciliation, without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_redis_seat_no_session_holds_is_given_back_by_its_node() {
+    let database = test_database(Backend::Mysql).await;
+    let prefix = RedisPrefix::new();
+    let nodes = start_nodes(
+        1,
+        database.url(),
+        &redis_url(),
+        &prefix,
+        &[("node.reconcile_interval_ms", "200".to_owned())],
+    )
+    .await;
+    let created = create_room(&nodes[0], "alice", "haunted", 2).await;
+    let _alice = nodes[0]
+        .connect(created["reservation"]["ticket"].as_str().unwrap())
+        .await;
+    let node_id = crate::helpers::node_of(database.url(), "alice").await;
+
+    // A ghost's joined seat on alice's node fills the room's second seat.
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut redis = client.get_multiplexed_async_connection().await.unwrap();
+    let seats = format!("{}{{haunted}}:seats", prefix.0);
+    let _: () = redis::pipe()
+        .hset(&seats, "ghost", format!("J\t12345\t{node_id}\tlost-ticket"))
+        .hincr(&seats, "!j", 1)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let bob = nodes[0].token("bob").await;
+    let refused = reserve(&nodes[0], &bob, "haunted").await;
+    assert_eq!(
+        refused.status(),
+        StatusCode::CONFLICT,
+        "the ghost holds the seat"
+    );
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let response = reserve(&nodes[0], &bob, "haunted").await;
+        if response.status() == StatusCode::CREATED {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the ghost's seat was never given back: {}",
+            response.status()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let ghost: Option<String> = redis::cmd("HGET")
+        .arg(&seats)
+        .arg("ghost")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(ghost, None);
     prefix.cleanup(nodes).await;
 }
