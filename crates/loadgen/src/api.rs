@@ -1,60 +1,43 @@
 //! The wire contract as a client sees it: REST calls over one pooled HTTP client, and WebSocket
-//! sessions. Nothing here knows about scenarios; it turns answers into values and refusals into
-//! [`Refusal`]s so that the scenarios can count them.
+//! sessions. Every body, frame, error code and close code is `roomgate-api`'s type; nothing here
+//! restates a JSON shape. Nothing here knows about scenarios either: it turns answers into values
+//! and refusals into [`Refusal`]s so that the scenarios can count them.
+//!
+//! The typed [`Client`] makes the calls where it does all the tool needs (cancelling a
+//! reservation). The other calls keep their own transport, for what the client does not offer:
+//! - every refusal the tool waits out (429 `rate_limited`, 409 `room_pending`) carries its wait
+//!   in the `Retry-After` header, which [`ClientError`] does not keep;
+//! - a load tool's sockets disable Nagle's algorithm (as its HTTP client does), which
+//!   `Client::connect` does not, and a `Session` cannot be made from a socket opened otherwise;
+//! - `GET /healthz` and `GET /metrics` are not the client's business.
 
-use std::borrow::Cow;
 use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
 use reqwest::StatusCode;
-use serde::Deserialize;
-use serde_json::json;
-use tokio::net::TcpStream;
+use roomgate_api::client::{Client, ClientError, WebSocket};
+use roomgate_api::{
+    ClientFrame, CloseCode, CreateRoomRequest, CreatedRoom, DevTokenRequest, DevTokenResponse,
+    ErrorBody, ErrorCode, ReservationView, ReserveRequest, RoomView, ServerFrame,
+};
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::target::Target;
 
-pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+/// A chat WebSocket, as the contract crate's client names it.
+pub type Ws = WebSocket;
 
 /// How long one REST call or WebSocket step may take before it counts as failed.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// `RoomView` of the contract, with the fields the tool reads.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct RoomView {
-    pub id: String,
-    pub capacity: u32,
-    pub attending: u32,
-    pub reserved: u32,
-    pub state: String,
-}
+/// What the tool reports for a close frame without a code (RFC 6455 §7.1.5: 1005, never sent).
+pub const CLOSED_WITHOUT_CODE: u16 = 1005;
+/// What the tool reports for a session that ended without a close frame (RFC 6455: 1006).
+pub const CLOSED_ABNORMALLY: u16 = 1006;
 
-/// `ReservationView` of the contract.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Reservation {
-    /// `/api/v1/ws?ticket=…`: the ticket travels inside it.
-    pub ws_url: String,
-}
-
-#[derive(Debug, Deserialize)]
-struct Created {
-    reservation: Reservation,
-}
-
-#[derive(Debug, Deserialize)]
-struct TokenBody {
-    token: String,
-}
-
-#[derive(Debug, Deserialize)]
-struct ErrorBody {
-    error: ErrorDetail,
-}
-
-#[derive(Debug, Deserialize)]
-struct ErrorDetail {
-    code: String,
+/// Whether a session's close code is the contract's answer to `leave`.
+pub fn left_cleanly(code: u16) -> bool {
+    CloseCode::from_code(code) == Some(CloseCode::Left)
 }
 
 /// Why a REST call did not do what was asked, in the contract's terms.
@@ -71,26 +54,27 @@ pub enum Refusal {
         retry_after: Duration,
     },
     Unavailable,
-    /// Any other status or code (a bug in the server or in this tool).
+    /// Any other status or code (a bug in the server or in this tool); `None` when the body
+    /// is not the contract's error body.
     Other {
         status: u16,
-        code: String,
+        code: Option<ErrorCode>,
     },
     /// No answer: connection refused or reset, time-out.
     Transport(String),
 }
 
 impl Refusal {
-    /// A short label for counting refusals in reports.
+    /// A short label for counting refusals in reports: the contract's code where there is one.
     pub fn label(&self) -> &'static str {
         match self {
-            Refusal::RoomFull => "room_full",
-            Refusal::RoomPending { .. } => "room_pending",
-            Refusal::AlreadyJoined => "already_joined",
-            Refusal::RoomExists => "room_exists",
-            Refusal::RoomNotFound => "room_not_found",
-            Refusal::RateLimited { .. } => "rate_limited",
-            Refusal::Unavailable => "unavailable",
+            Refusal::RoomFull => ErrorCode::RoomFull.as_str(),
+            Refusal::RoomPending { .. } => ErrorCode::RoomPending.as_str(),
+            Refusal::AlreadyJoined => ErrorCode::AlreadyJoined.as_str(),
+            Refusal::RoomExists => ErrorCode::RoomExists.as_str(),
+            Refusal::RoomNotFound => ErrorCode::RoomNotFound.as_str(),
+            Refusal::RateLimited { .. } => ErrorCode::RateLimited.as_str(),
+            Refusal::Unavailable => ErrorCode::Unavailable.as_str(),
             Refusal::Other { .. } => "other_error",
             Refusal::Transport(_) => "transport_error",
         }
@@ -106,24 +90,31 @@ impl Refusal {
         }
     }
 
-    /// Sorts an error answer by its status and the contract's `error.code`.
+    /// Sorts an error answer by its status, its `Retry-After` header and the contract's
+    /// `error.code`.
     pub fn classify(status: u16, retry_after: Option<&str>, body: &str) -> Self {
         let code = serde_json::from_str::<ErrorBody>(body)
-            .map(|b| b.error.code)
-            .unwrap_or_default();
+            .ok()
+            .map(|body| body.error.code);
         let retry_after = Duration::from_secs(
             retry_after
                 .and_then(|v| v.trim().parse::<u64>().ok())
                 .unwrap_or(1),
         );
-        match (status, code.as_str()) {
-            (409, "room_full") => Refusal::RoomFull,
-            (409, "room_pending") => Refusal::RoomPending { retry_after },
-            (409, "already_joined") => Refusal::AlreadyJoined,
-            (409, "room_exists") => Refusal::RoomExists,
-            (404, "room_not_found") => Refusal::RoomNotFound,
-            (429, _) => Refusal::RateLimited { retry_after },
-            (503, _) => Refusal::Unavailable,
+        Self::sort(status, code, retry_after)
+    }
+
+    /// A code counts only with the status the contract gives it; 429 and 503 count whatever
+    /// the body says (a proxy's, say).
+    fn sort(status: u16, code: Option<ErrorCode>, retry_after: Duration) -> Self {
+        match code.filter(|code| code.status() == status) {
+            Some(ErrorCode::RoomFull) => Refusal::RoomFull,
+            Some(ErrorCode::RoomPending) => Refusal::RoomPending { retry_after },
+            Some(ErrorCode::AlreadyJoined) => Refusal::AlreadyJoined,
+            Some(ErrorCode::RoomExists) => Refusal::RoomExists,
+            Some(ErrorCode::RoomNotFound) => Refusal::RoomNotFound,
+            _ if status == ErrorCode::RateLimited.status() => Refusal::RateLimited { retry_after },
+            _ if status == ErrorCode::Unavailable.status() => Refusal::Unavailable,
             _ => Refusal::Other { status, code },
         }
     }
@@ -132,7 +123,9 @@ impl Refusal {
 impl std::fmt::Display for Refusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Refusal::Other { status, code } => write!(f, "HTTP {status} {code:?}"),
+            Refusal::Other { status, code } => {
+                write!(f, "HTTP {status} {:?}", code.map_or("", ErrorCode::as_str))
+            }
             Refusal::Transport(error) => write!(f, "no answer: {error}"),
             other => f.write_str(other.label()),
         }
@@ -145,10 +138,24 @@ impl From<reqwest::Error> for Refusal {
     }
 }
 
+/// A refusal through the typed client, which keeps no `Retry-After`: a wait, if one is due,
+/// is the default second.
+impl From<ClientError> for Refusal {
+    fn from(error: ClientError) -> Self {
+        match error {
+            ClientError::Refused { status, body } => {
+                Self::sort(status, Some(body.error.code), Duration::from_secs(1))
+            }
+            ClientError::Unexpected { status, body } => Self::classify(status, None, &body),
+            other => Refusal::Transport(other.to_string()),
+        }
+    }
+}
+
 /// How a WebSocket join ended without a `joined` frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JoinFailure {
-    /// The server closed with this code (4001, 4002, 4009, 4500…).
+    /// The server closed with this code (the contract's [`CloseCode`]s, or 1005).
     Closed(u16),
     /// A first frame that is not `joined`.
     Protocol(String),
@@ -159,11 +166,13 @@ pub enum JoinFailure {
 impl JoinFailure {
     pub fn label(&self) -> &'static str {
         match self {
-            JoinFailure::Closed(4001) => "ws_invalid_ticket",
-            JoinFailure::Closed(4002) => "ws_ticket_expired",
-            JoinFailure::Closed(4009) => "ws_room_full",
-            JoinFailure::Closed(4500) => "ws_join_failed",
-            JoinFailure::Closed(_) => "ws_closed",
+            JoinFailure::Closed(code) => match CloseCode::from_code(*code) {
+                Some(CloseCode::InvalidTicket) => "ws_invalid_ticket",
+                Some(CloseCode::TicketExpired) => "ws_ticket_expired",
+                Some(CloseCode::RoomFull) => "ws_room_full",
+                Some(CloseCode::JoinFailed) => "ws_join_failed",
+                _ => "ws_closed",
+            },
             JoinFailure::Protocol(_) => "ws_protocol",
             JoinFailure::Transport(_) => "ws_transport",
             JoinFailure::Timeout => "ws_timeout",
@@ -182,23 +191,12 @@ impl std::fmt::Display for JoinFailure {
     }
 }
 
-/// A frame from the server, with the fields the scenarios read.
-#[derive(Debug, Deserialize)]
-pub struct Frame<'a> {
-    #[serde(rename = "type", borrow)]
-    pub kind: Cow<'a, str>,
-    #[serde(default, borrow)]
-    pub user_id: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    pub body: Option<Cow<'a, str>>,
-    #[serde(default)]
-    pub room: Option<RoomView>,
-}
-
 /// A client of one Roomgate server.
 #[derive(Debug, Clone)]
 pub struct Api {
     http: reqwest::Client,
+    /// The contract crate's client, over the same connection pool.
+    client: Client,
     target: Target,
 }
 
@@ -212,15 +210,16 @@ impl Api {
             .timeout(CALL_TIMEOUT)
             .pool_idle_timeout(Duration::from_secs(30))
             .build()?;
-        Ok(Self { http, target })
+        let client = Client::with_http(http.clone(), target.http.clone());
+        Ok(Self {
+            http,
+            client,
+            target,
+        })
     }
 
     pub fn target(&self) -> &Target {
         &self.target
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.target.http)
     }
 
     async fn refusal(response: reqwest::Response) -> Refusal {
@@ -237,23 +236,26 @@ impl Api {
     /// `GET /healthz` answered 200.
     pub async fn healthy(&self) -> bool {
         matches!(
-            self.http.get(self.url("/healthz")).send().await,
+            self.http.get(self.client.url("/healthz")).send().await,
             Ok(r) if r.status() == StatusCode::OK
         )
     }
 
     /// `POST /api/v1/dev/tokens`: a bearer token for `user`.
     pub async fn token(&self, user: &str) -> Result<String, Refusal> {
+        let request = DevTokenRequest {
+            user_id: user.to_owned(),
+        };
         let response = self
             .http
-            .post(self.url("/api/v1/dev/tokens"))
-            .json(&json!({ "user_id": user }))
+            .post(self.client.url("/api/v1/dev/tokens"))
+            .json(&request)
             .send()
             .await?;
         if response.status() != StatusCode::OK {
             return Err(Self::refusal(response).await);
         }
-        Ok(response.json::<TokenBody>().await?.token)
+        Ok(response.json::<DevTokenResponse>().await?.token)
     }
 
     /// `POST /api/v1/rooms`: registers a pending room; the creator holds its first seat.
@@ -262,55 +264,55 @@ impl Api {
         token: &str,
         id: &str,
         capacity: u32,
-    ) -> Result<Reservation, Refusal> {
+    ) -> Result<ReservationView, Refusal> {
+        let request = CreateRoomRequest {
+            id: id.to_owned(),
+            title: format!("load {id}"),
+            capacity,
+            password: None,
+        };
         let response = self
             .http
-            .post(self.url("/api/v1/rooms"))
+            .post(self.client.url("/api/v1/rooms"))
             .bearer_auth(token)
-            .json(&json!({ "id": id, "title": format!("load {id}"), "capacity": capacity }))
+            .json(&request)
             .send()
             .await?;
         if response.status() != StatusCode::ACCEPTED {
             return Err(Self::refusal(response).await);
         }
-        Ok(response.json::<Created>().await?.reservation)
+        Ok(response.json::<CreatedRoom>().await?.reservation)
     }
 
     /// `POST /api/v1/rooms/{room}/reservations`: 201 (new) and 200 (the same live one) both
     /// hold a seat.
-    pub async fn reserve(&self, token: &str, room: &str) -> Result<Reservation, Refusal> {
+    pub async fn reserve(&self, token: &str, room: &str) -> Result<ReservationView, Refusal> {
         let response = self
             .http
-            .post(self.url(&format!("/api/v1/rooms/{room}/reservations")))
+            .post(
+                self.client
+                    .url(&format!("/api/v1/rooms/{room}/reservations")),
+            )
             .bearer_auth(token)
-            .json(&json!({}))
+            .json(&ReserveRequest::default())
             .send()
             .await?;
         match response.status() {
-            StatusCode::CREATED | StatusCode::OK => Ok(response.json::<Reservation>().await?),
+            StatusCode::CREATED | StatusCode::OK => Ok(response.json::<ReservationView>().await?),
             _ => Err(Self::refusal(response).await),
         }
     }
 
     /// `DELETE /api/v1/rooms/{room}/reservations/me`: gives a held seat back.
     pub async fn cancel(&self, token: &str, room: &str) -> Result<(), Refusal> {
-        let response = self
-            .http
-            .delete(self.url(&format!("/api/v1/rooms/{room}/reservations/me")))
-            .bearer_auth(token)
-            .send()
-            .await?;
-        if response.status() != StatusCode::NO_CONTENT {
-            return Err(Self::refusal(response).await);
-        }
-        Ok(())
+        Ok(self.client.cancel(token, room).await?)
     }
 
     /// `GET /api/v1/rooms/{room}`: the server's own count of a room.
     pub async fn room(&self, room: &str) -> Result<RoomView, Refusal> {
         let response = self
             .http
-            .get(self.url(&format!("/api/v1/rooms/{room}")))
+            .get(self.client.url(&format!("/api/v1/rooms/{room}")))
             .send()
             .await?;
         if response.status() != StatusCode::OK {
@@ -321,15 +323,16 @@ impl Api {
 
     /// `GET /metrics` as text.
     pub async fn metrics(&self) -> Result<String, Refusal> {
-        let response = self.http.get(self.url("/metrics")).send().await?;
+        let response = self.http.get(self.client.url("/metrics")).send().await?;
         if response.status() != StatusCode::OK {
             return Err(Self::refusal(response).await);
         }
         Ok(response.text().await?)
     }
 
-    /// Opens the reservation's WebSocket and waits for the `joined` frame.
-    pub async fn join(&self, reservation: &Reservation) -> Result<(Ws, RoomView), JoinFailure> {
+    /// Opens the reservation's WebSocket (its `ws_url`, with Nagle's algorithm off) and waits
+    /// for the `joined` frame.
+    pub async fn join(&self, reservation: &ReservationView) -> Result<(Ws, RoomView), JoinFailure> {
         let url = format!("{}{}", self.target.ws, reservation.ws_url);
         let connect = tokio_tungstenite::connect_async_with_config(url, None, true);
         let (mut ws, _) = tokio::time::timeout(CALL_TIMEOUT, connect)
@@ -343,22 +346,24 @@ impl Api {
     }
 }
 
+/// The code of a close frame, [`CLOSED_WITHOUT_CODE`] when it has none.
+pub fn close_code(frame: Option<&tokio_tungstenite::tungstenite::protocol::CloseFrame>) -> u16 {
+    frame.map_or(CLOSED_WITHOUT_CODE, |frame| u16::from(frame.code))
+}
+
 /// Reads until the first data frame: `joined` (its room) or a close (its code).
 async fn first_frame(ws: &mut Ws) -> Result<RoomView, JoinFailure> {
     loop {
         match ws.next().await {
             Some(Ok(Message::Text(text))) => {
-                let frame: Frame<'_> = serde_json::from_str(text.as_str())
-                    .map_err(|e| JoinFailure::Protocol(e.to_string()))?;
-                return match (frame.kind.as_ref(), frame.room) {
-                    ("joined", Some(room)) => Ok(room),
-                    _ => Err(JoinFailure::Protocol(truncate(text.as_str()))),
+                return match serde_json::from_str::<ServerFrame>(text.as_str()) {
+                    Ok(ServerFrame::Joined(joined)) => Ok(joined.room),
+                    Ok(_) => Err(JoinFailure::Protocol(truncate(text.as_str()))),
+                    Err(e) => Err(JoinFailure::Protocol(e.to_string())),
                 };
             }
             Some(Ok(Message::Close(close))) => {
-                return Err(JoinFailure::Closed(
-                    close.map_or(1005, |frame| u16::from(frame.code)),
-                ));
+                return Err(JoinFailure::Closed(close_code(close.as_ref())));
             }
             Some(Ok(_)) => {}
             Some(Err(e)) => return Err(JoinFailure::Transport(e.to_string())),
@@ -371,26 +376,28 @@ fn truncate(text: &str) -> String {
     text.chars().take(120).collect()
 }
 
-/// Sends a chat message.
-pub async fn send_message(ws: &mut Ws, body: &str) -> Result<(), String> {
-    let frame = json!({ "type": "message", "body": body }).to_string();
-    ws.send(Message::Text(frame.into()))
+/// Sends one client frame as JSON text.
+pub async fn send(ws: &mut Ws, frame: &ClientFrame) -> Result<(), String> {
+    let text = serde_json::to_string(frame).map_err(|e| e.to_string())?;
+    ws.send(Message::text(text))
         .await
         .map_err(|e| e.to_string())
 }
 
-/// Sends `leave` and waits for the server's close; returns its code (1000 expected).
-/// Frames that arrive meanwhile (other members' messages and presence) are read and dropped.
+/// Sends a chat message.
+pub async fn send_message(ws: &mut Ws, body: String) -> Result<(), String> {
+    send(ws, &ClientFrame::Message { body }).await
+}
+
+/// Sends `leave` and waits for the server's close; returns its code (1000,
+/// [`CloseCode::Left`], expected). Frames that arrive meanwhile (other members' messages and
+/// presence) are read and dropped.
 pub async fn leave(ws: &mut Ws) -> Result<u16, String> {
     let leave = async {
-        ws.send(Message::Text(r#"{"type":"leave"}"#.into()))
-            .await
-            .map_err(|e| e.to_string())?;
+        send(ws, &ClientFrame::Leave).await?;
         let code = loop {
             match ws.next().await {
-                Some(Ok(Message::Close(close))) => {
-                    break close.map_or(1005, |frame| u16::from(frame.code));
-                }
+                Some(Ok(Message::Close(close))) => break close_code(close.as_ref()),
                 Some(Ok(_)) => {}
                 Some(Err(e)) => return Err(e.to_string()),
                 None => return Err("connection closed without a close frame".to_owned()),
@@ -409,46 +416,70 @@ pub async fn leave(ws: &mut Ws) -> Result<u16, String> {
 mod tests {
     use super::*;
 
-    fn error(code: &str) -> String {
-        json!({"error": {"code": code, "message": "m"}}).to_string()
+    fn error(code: ErrorCode) -> String {
+        serde_json::to_string(&ErrorBody::new(code, "m", None)).unwrap()
     }
 
     #[test]
     fn refusals_are_sorted_by_status_and_code() {
         assert_eq!(
-            Refusal::classify(409, None, &error("room_full")),
+            Refusal::classify(409, None, &error(ErrorCode::RoomFull)),
             Refusal::RoomFull
         );
         assert_eq!(
-            Refusal::classify(409, None, &error("already_joined")),
+            Refusal::classify(409, None, &error(ErrorCode::AlreadyJoined)),
             Refusal::AlreadyJoined
         );
         assert_eq!(
-            Refusal::classify(409, Some("3"), &error("room_pending")),
+            Refusal::classify(409, Some("3"), &error(ErrorCode::RoomPending)),
             Refusal::RoomPending {
                 retry_after: Duration::from_secs(3)
             }
         );
         assert_eq!(
-            Refusal::classify(404, None, &error("room_not_found")),
+            Refusal::classify(404, None, &error(ErrorCode::RoomNotFound)),
             Refusal::RoomNotFound
         );
         assert_eq!(
-            Refusal::classify(503, None, &error("unavailable")),
+            Refusal::classify(503, None, &error(ErrorCode::Unavailable)),
             Refusal::Unavailable
         );
+        let internal = Refusal::classify(500, None, &error(ErrorCode::Internal));
         assert_eq!(
-            Refusal::classify(500, None, &error("internal")),
+            internal,
             Refusal::Other {
                 status: 500,
-                code: "internal".into()
+                code: Some(ErrorCode::Internal)
+            }
+        );
+        assert_eq!(internal.to_string(), r#"HTTP 500 "internal""#);
+        // A code with a status the contract does not give it is not taken at its word.
+        assert_eq!(
+            Refusal::classify(500, None, &error(ErrorCode::RoomFull)),
+            Refusal::Other {
+                status: 500,
+                code: Some(ErrorCode::RoomFull)
             }
         );
     }
 
     #[test]
+    fn labels_are_the_contract_codes() {
+        assert_eq!(Refusal::RoomFull.label(), "room_full");
+        assert_eq!(
+            Refusal::RoomPending {
+                retry_after: Duration::ZERO
+            }
+            .label(),
+            "room_pending"
+        );
+        assert_eq!(Refusal::Unavailable.label(), "unavailable");
+        assert_eq!(Refusal::Transport(String::new()).label(), "transport_error");
+    }
+
+    #[test]
     fn rate_limits_carry_their_retry_after_defaulting_to_a_second() {
-        let limited = Refusal::classify(429, Some("2"), &error("rate_limited"));
+        let limited = Refusal::classify(429, Some("2"), &error(ErrorCode::RateLimited));
         assert_eq!(limited.retry_after(), Some(Duration::from_secs(2)));
         assert_eq!(limited.label(), "rate_limited");
         let limited = Refusal::classify(429, None, "not json");
@@ -457,35 +488,57 @@ mod tests {
 
     #[test]
     fn an_unparsable_error_body_is_other_with_no_code() {
+        let other = Refusal::classify(409, None, "<html>");
         assert_eq!(
-            Refusal::classify(409, None, "<html>"),
+            other,
             Refusal::Other {
                 status: 409,
-                code: String::new()
+                code: None
             }
         );
+        assert_eq!(other.to_string(), r#"HTTP 409 """#);
     }
 
     #[test]
-    fn frames_are_read_with_the_fields_scenarios_need() {
-        let text = r#"{"type":"message","id":1,"room_id":"r","user_id":"u1","body":"t:1:2","sent_at":"x"}"#;
-        let frame: Frame<'_> = serde_json::from_str(text).unwrap();
-        assert_eq!(frame.kind, "message");
-        assert_eq!(frame.user_id.as_deref(), Some("u1"));
-        assert_eq!(frame.body.as_deref(), Some("t:1:2"));
-        // Escaped text is read too (it cannot be borrowed, so it is copied).
-        let text = r#"{"type":"message","user_id":"u1","body":"a \"quote\""}"#;
-        let frame: Frame<'_> = serde_json::from_str(text).unwrap();
-        assert_eq!(frame.body.as_deref(), Some("a \"quote\""));
-        let joined = r#"{"type":"joined","room":{"id":"r","title":"t","capacity":3,"attending":1,"reserved":0,"has_password":false,"state":"open","created_at":"x"},"members":["u"],"history":[]}"#;
-        let frame: Frame<'_> = serde_json::from_str(joined).unwrap();
-        assert_eq!(frame.room.map(|r| r.attending), Some(1));
+    fn the_typed_clients_refusals_are_sorted_the_same_way() {
+        let refused = ClientError::Refused {
+            status: 409,
+            body: ErrorBody::new(ErrorCode::RoomPending, "m", None),
+        };
+        assert_eq!(
+            Refusal::from(refused),
+            Refusal::RoomPending {
+                retry_after: Duration::from_secs(1)
+            }
+        );
+        let unexpected = ClientError::Unexpected {
+            status: 503,
+            body: "down".into(),
+        };
+        assert_eq!(Refusal::from(unexpected), Refusal::Unavailable);
+        let frame = ClientError::Frame("x".into());
+        assert!(matches!(Refusal::from(frame), Refusal::Transport(_)));
     }
 
     #[test]
     fn close_codes_have_labels() {
-        assert_eq!(JoinFailure::Closed(4009).label(), "ws_room_full");
-        assert_eq!(JoinFailure::Closed(4500).label(), "ws_join_failed");
-        assert_eq!(JoinFailure::Closed(4001).label(), "ws_invalid_ticket");
+        let closed = |code: CloseCode| JoinFailure::Closed(code.code());
+        assert_eq!(closed(CloseCode::RoomFull).label(), "ws_room_full");
+        assert_eq!(closed(CloseCode::JoinFailed).label(), "ws_join_failed");
+        assert_eq!(
+            closed(CloseCode::InvalidTicket).label(),
+            "ws_invalid_ticket"
+        );
+        assert_eq!(
+            closed(CloseCode::TicketExpired).label(),
+            "ws_ticket_expired"
+        );
+        assert_eq!(closed(CloseCode::GoingAway).label(), "ws_closed");
+        assert_eq!(
+            JoinFailure::Closed(CLOSED_WITHOUT_CODE).label(),
+            "ws_closed"
+        );
+        assert!(left_cleanly(1000));
+        assert!(!left_cleanly(CLOSED_ABNORMALLY));
     }
 }

@@ -77,6 +77,10 @@ pub enum Command {
     /// Starts servers with each join guard and permit store and runs one workload against
     /// each: joins/s, p99, retries, over-admitted, next to the design notes' figures.
     Compare(CompareArgs),
+    /// Starts a server on MariaDB behind a relay the tool cuts now and then, runs churn for a
+    /// long time: joins/s, server memory and descriptors over time; exit 3 if a seat leaked,
+    /// a room was over-admitted or the memory grew.
+    Soak(SoakArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -104,6 +108,22 @@ pub struct StormArgs {
 pub struct ChurnArgs {
     #[command(flatten)]
     pub target: TargetArgs,
+    #[command(flatten)]
+    pub workload: ChurnWorkload,
+    /// How long to churn.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Stop after this many complete joins, if reached first.
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// How long to wait at the end for every room to be back to zero.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub settle: Duration,
+}
+
+/// The churn workload itself, shared by `churn` and `soak`.
+#[derive(Debug, Clone, Args)]
+pub struct ChurnWorkload {
     /// Concurrent clients, each looping reserve → join → chat → leave.
     #[arg(long, default_value_t = 64)]
     pub workers: u32,
@@ -116,18 +136,9 @@ pub struct ChurnArgs {
     /// Messages each visit sends (and waits to see echoed) before leaving.
     #[arg(long, default_value_t = 2)]
     pub messages: u32,
-    /// How long to churn.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
-    pub duration: Duration,
     /// Mean pause before retrying a refused attempt (jittered ±50 %); a `Retry-After` wins.
     #[arg(long, default_value = "5ms", value_parser = parse_duration)]
     pub backoff: Duration,
-    /// Stop after this many complete joins, if reached first.
-    #[arg(long)]
-    pub count: Option<u64>,
-    /// How long to wait at the end for every room to be back to zero.
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
-    pub settle: Duration,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -262,6 +273,50 @@ pub struct CompareArgs {
     pub settings: Vec<String>,
 }
 
+#[derive(Debug, Clone, Args)]
+pub struct SoakArgs {
+    #[command(flatten)]
+    pub churn: ChurnWorkload,
+    /// How long the whole soak runs, warm-up included.
+    #[arg(long, default_value = "600s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// How often the database connection is cut; the first cut comes this long after the
+    /// warm-up, and no cut starts unless it heals before --duration.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub fault_every: Duration,
+    /// How long each cut lasts: every relayed connection is reset and new ones are refused.
+    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    pub fault_for: Duration,
+    /// The first part of the run, without faults; the server's memory at its end is the
+    /// baseline of the memory check.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub warmup: Duration,
+    /// How often joins/s, memory, descriptors and the fault state are recorded.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub sample_every: Duration,
+    /// How long to wait at the end, every worker stopped and every fault healed, for every
+    /// room and permit to be back to zero.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub settle: Duration,
+    /// Largest growth of the server's resident memory, in percent, from the end of the warm-up
+    /// to the end of the run.
+    #[arg(long, default_value_t = 10.0)]
+    pub max_rss_growth: f64,
+    /// The `roomgate` binary to start [default: the one next to this program].
+    #[arg(long, value_name = "PATH")]
+    pub server_bin: Option<PathBuf>,
+    /// MariaDB/MySQL server; a scratch database is created on it and dropped afterwards, and
+    /// the server reaches it through the tool's relay.
+    #[arg(long, default_value = "mysql://roomgate:roomgate@127.0.0.1:3306")]
+    pub mysql_url: String,
+    /// Accept a --mysql-url whose host is not a loopback address.
+    #[arg(long)]
+    pub allow_remote: bool,
+    /// Extra server settings, `section.key=value` (e.g. `database.max_connections=32`).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub settings: Vec<String>,
+}
+
 /// A command-line value the scenarios cannot run with.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("--{flag}: {message}")]
@@ -323,17 +378,69 @@ impl StormArgs {
 
 impl ChurnArgs {
     pub fn validate(&self) -> Result<(), UsageError> {
-        count_in_range("workers", self.workers, 1)?;
-        count_in_range("rooms", self.rooms, 1)?;
-        count_in_range("capacity", self.capacity, 1)?;
+        self.workload.validate()?;
         duration_in_range("duration", self.duration)?;
         duration_in_range("settle", self.settle)?;
         positive_count("count", self.count)?;
+        Ok(())
+    }
+}
+
+impl ChurnWorkload {
+    pub fn validate(&self) -> Result<(), UsageError> {
+        count_in_range("workers", self.workers, 1)?;
+        count_in_range("rooms", self.rooms, 1)?;
+        count_in_range("capacity", self.capacity, 1)?;
         if self.backoff > MAX_DURATION {
             return Err(usage("backoff", "at most an hour"));
         }
         if self.messages > 1000 {
             return Err(usage("messages", "at most 1000 per visit"));
+        }
+        Ok(())
+    }
+}
+
+impl SoakArgs {
+    pub fn validate(&self) -> Result<(), UsageError> {
+        self.churn.validate()?;
+        duration_in_range("duration", self.duration)?;
+        duration_in_range("fault-every", self.fault_every)?;
+        duration_in_range("fault-for", self.fault_for)?;
+        duration_in_range("sample-every", self.sample_every)?;
+        duration_in_range("settle", self.settle)?;
+        if self.fault_for >= self.fault_every {
+            return Err(usage(
+                "fault-for",
+                format!(
+                    "must be shorter than --fault-every ({:?}), got {:?}",
+                    self.fault_every, self.fault_for
+                ),
+            ));
+        }
+        if self.warmup.is_zero() || self.warmup >= self.duration {
+            return Err(usage(
+                "warmup",
+                format!(
+                    "must be more than 0 and shorter than --duration ({:?}), got {:?}",
+                    self.duration, self.warmup
+                ),
+            ));
+        }
+        if self.sample_every < Duration::from_millis(100) || self.sample_every > self.warmup {
+            return Err(usage(
+                "sample-every",
+                format!(
+                    "must be between 100ms and --warmup ({:?}), got {:?}",
+                    self.warmup, self.sample_every
+                ),
+            ));
+        }
+        if !(self.max_rss_growth.is_finite() && self.max_rss_growth >= 0.0) {
+            return Err(usage("max-rss-growth", "must be a percentage, 0 or more"));
+        }
+        for setting in &self.settings {
+            parse_setting(setting)?;
         }
         Ok(())
     }
@@ -612,6 +719,72 @@ mod tests {
         };
         assert_eq!(compare.validate().unwrap_err().flag, "guards");
         assert!(parse(&["compare", "--permits", "disk"]).is_err());
+    }
+
+    #[test]
+    fn soak_runs_ten_minutes_of_churn_with_a_cut_every_thirty_seconds_by_default() {
+        let Command::Soak(soak) = parse(&["soak"]).unwrap().command else {
+            panic!("soak")
+        };
+        assert_eq!(soak.duration, Duration::from_secs(600));
+        assert_eq!(soak.fault_every, Duration::from_secs(30));
+        assert_eq!(soak.fault_for, Duration::from_secs(3));
+        assert_eq!(soak.warmup, Duration::from_secs(60));
+        assert_eq!(soak.sample_every, Duration::from_secs(1));
+        assert_eq!(
+            (soak.churn.workers, soak.churn.rooms, soak.churn.capacity),
+            (64, 100, 50)
+        );
+        assert_eq!(soak.mysql_url, "mysql://roomgate:roomgate@127.0.0.1:3306");
+        soak.validate().unwrap();
+
+        // churn's own options, flattened; soak starts its own server, so no --url.
+        let Command::Soak(soak) = parse(&[
+            "soak",
+            "--workers",
+            "8",
+            "--rooms",
+            "4",
+            "--messages",
+            "0",
+            "--duration",
+            "20s",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("soak")
+        };
+        assert_eq!((soak.churn.workers, soak.churn.rooms), (8, 4));
+        assert_eq!(soak.churn.messages, 0);
+        assert!(parse(&["soak", "--url", "http://127.0.0.1:8080"]).is_err());
+    }
+
+    #[test]
+    fn soak_refuses_schedules_that_make_no_sense() {
+        let refused = |args: &[&str]| {
+            let line: Vec<&str> = std::iter::once("soak")
+                .chain(args.iter().copied())
+                .collect();
+            let Command::Soak(soak) = parse(&line).unwrap().command else {
+                panic!("soak")
+            };
+            soak.validate().unwrap_err().flag
+        };
+        // A cut as long as the period would never heal.
+        assert_eq!(
+            refused(&["--fault-every", "3s", "--fault-for", "3s"]),
+            "fault-for"
+        );
+        assert_eq!(refused(&["--duration", "60s", "--warmup", "60s"]), "warmup");
+        assert_eq!(
+            refused(&["--warmup", "5s", "--sample-every", "10s"]),
+            "sample-every"
+        );
+        assert_eq!(refused(&["--sample-every", "10ms"]), "sample-every");
+        assert_eq!(refused(&["--max-rss-growth=-1"]), "max-rss-growth");
+        assert_eq!(refused(&["--workers", "0"]), "workers");
+        assert_eq!(refused(&["--set", "nonsense"]), "set");
     }
 
     #[test]

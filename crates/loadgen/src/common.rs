@@ -12,7 +12,9 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::api::{self, Api, Refusal, RoomView, Ws};
+use roomgate_api::{FrameErrorCode, RoomView, ServerFrame};
+
+use crate::api::{self, Api, Refusal, Ws};
 use crate::invariants::{AdmissionCheck, Leak, leaks};
 use crate::latency::Latency;
 use crate::progress::Progress;
@@ -225,7 +227,7 @@ pub async fn open_rooms(
                 let code = api::leave(&mut ws)
                     .await
                     .map_err(|e| anyhow::anyhow!("leaving new room {id}: {e}"))?;
-                if code != 1000 {
+                if !api::left_cleanly(code) {
                     bail!("leaving new room {id}: closed with {code}, expected 1000");
                 }
             }
@@ -414,7 +416,7 @@ pub async fn visit(
     for n in 0..plan.messages {
         let sent = Instant::now();
         let body = format!("churn {n} from {}", plan.user);
-        if api::send_message(&mut ws, &body).await.is_err() {
+        if api::send_message(&mut ws, body).await.is_err() {
             stats.outcomes.add("send_error", 1);
             break;
         }
@@ -423,7 +425,15 @@ pub async fn visit(
                 stats.echo.record(sent.elapsed());
                 stats.messages += 1;
             }
-            Ok(Err(code)) => {
+            Ok(Err(EchoFailure::Refused(code))) => {
+                // The server said so at once (e.g. `unavailable`: it could not store the
+                // message); the session stays, so the visit leaves as usual.
+                stats
+                    .outcomes
+                    .add(&format!("message_refused_{}", code.as_str()), 1);
+                break;
+            }
+            Ok(Err(EchoFailure::Closed(code))) => {
                 stats
                     .outcomes
                     .add(&format!("closed_while_chatting_{code}"), 1);
@@ -443,7 +453,7 @@ pub async fn visit(
     check.exit(plan.room);
     let leaving = Instant::now();
     match api::leave(&mut ws).await {
-        Ok(1000) => {
+        Ok(code) if api::left_cleanly(code) => {
             stats.leave.record(leaving.elapsed());
             stats.leaves += 1;
         }
@@ -453,24 +463,35 @@ pub async fn visit(
     true
 }
 
-/// Reads frames until this user's own message comes back; `Err(close code)` if the session
-/// ends first.
-async fn wait_for_echo(ws: &mut Ws, user: &str) -> Result<(), u16> {
+/// Why a message sent did not come back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum EchoFailure {
+    /// The server answered with an `error` frame of this code (an error frame goes only to the
+    /// session whose frame it refuses).
+    Refused(FrameErrorCode),
+    /// The session ended, with this close code ([`api::CLOSED_ABNORMALLY`]: without a close
+    /// frame).
+    Closed(u16),
+}
+
+/// Reads frames until this user's own message comes back, the server refuses it, or the
+/// session ends.
+async fn wait_for_echo(ws: &mut Ws, user: &str) -> Result<(), EchoFailure> {
     use tokio_tungstenite::tungstenite::Message;
     loop {
         match ws.next().await {
             Some(Ok(Message::Text(text))) => {
-                if let Ok(frame) = serde_json::from_str::<api::Frame<'_>>(text.as_str()) {
-                    if frame.kind == "message" && frame.user_id.as_deref() == Some(user) {
-                        return Ok(());
-                    }
+                match serde_json::from_str::<ServerFrame>(text.as_str()) {
+                    Ok(ServerFrame::Message(message)) if message.user_id == user => return Ok(()),
+                    Ok(ServerFrame::Error(error)) => return Err(EchoFailure::Refused(error.code)),
+                    _ => {}
                 }
             }
             Some(Ok(Message::Close(close))) => {
-                return Err(close.map_or(1005, |frame| u16::from(frame.code)));
+                return Err(EchoFailure::Closed(api::close_code(close.as_ref())));
             }
             Some(Ok(_)) => {}
-            Some(Err(_)) | None => return Err(1006),
+            Some(Err(_)) | None => return Err(EchoFailure::Closed(api::CLOSED_ABNORMALLY)),
         }
     }
 }
@@ -501,8 +522,23 @@ pub async fn drive(
     plan: Drive,
     progress: &Progress,
 ) -> anyhow::Result<(VisitStats, Duration)> {
+    let joins = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    drive_counting(api, check, users, tokens, plan, progress, &joins).await
+}
+
+/// [`drive`], adding every complete join to `joins` as it happens, so that the caller can
+/// watch the rate while the load runs (`soak`).
+pub async fn drive_counting(
+    api: &Api,
+    check: &Arc<AdmissionCheck>,
+    users: &Arc<Vec<String>>,
+    tokens: &Arc<Vec<String>>,
+    plan: Drive,
+    progress: &Progress,
+    joins: &Arc<std::sync::atomic::AtomicU64>,
+) -> anyhow::Result<(VisitStats, Duration)> {
     use rand::SeedableRng as _;
-    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::atomic::{AtomicBool, Ordering};
 
     let needed = (plan.workers * plan.users_per_worker) as usize;
     if users.len() < needed || tokens.len() < needed {
@@ -521,7 +557,7 @@ pub async fn drive(
         sampled,
         Duration::from_millis(10),
     );
-    let joins = Arc::new(AtomicU64::new(0));
+    let counted_before = joins.load(Ordering::Acquire);
     let stop = Arc::new(AtomicBool::new(false));
     let start = Instant::now();
     let deadline = start + plan.duration;
@@ -531,7 +567,7 @@ pub async fn drive(
         let check = Arc::clone(check);
         let users = Arc::clone(users);
         let tokens = Arc::clone(tokens);
-        let joins = Arc::clone(&joins);
+        let joins = Arc::clone(joins);
         let stop = Arc::clone(&stop);
         workers.push(tokio::spawn(async move {
             let mut stats = VisitStats::default();
@@ -551,7 +587,7 @@ pub async fn drive(
                     backoff: plan.backoff,
                 };
                 if visit(&api, &check, visit_plan, &mut stats).await {
-                    let total = joins.fetch_add(1, Ordering::AcqRel) + 1;
+                    let total = joins.fetch_add(1, Ordering::AcqRel) + 1 - counted_before;
                     if plan.count.is_some_and(|count| total >= count) {
                         stop.store(true, Ordering::Release);
                     }
@@ -563,7 +599,10 @@ pub async fn drive(
     while Instant::now() < deadline && !stop.load(Ordering::Acquire) {
         tokio::time::sleep(Duration::from_millis(100)).await;
         progress.elapsed(start.elapsed());
-        progress.message(format!("{} joins", joins.load(Ordering::Acquire)));
+        progress.message(format!(
+            "{} joins",
+            joins.load(Ordering::Acquire) - counted_before
+        ));
     }
     let mut stats = VisitStats::default();
     for worker in workers {
@@ -586,7 +625,7 @@ pub async fn leave_all(sockets: Vec<Ws>, concurrency: usize) -> (u64, Counts) {
     let mut other = Counts::default();
     for result in results {
         match result {
-            Ok(1000) => clean += 1,
+            Ok(code) if api::left_cleanly(code) => clean += 1,
             Ok(code) => other.add(&format!("leave_closed_{code}"), 1),
             Err(_) => other.add("leave_error", 1),
         }

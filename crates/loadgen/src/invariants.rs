@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use serde::Serialize;
 
-use crate::api::RoomView;
+use roomgate_api::RoomView;
 
 /// At most this many violations are described in a report; all are counted.
 const MAX_DESCRIBED: usize = 20;
@@ -264,6 +264,15 @@ pub fn leaks<'a>(views: impl IntoIterator<Item = &'a RoomView>) -> Vec<Leak> {
         .collect()
 }
 
+/// `roomgate_permits_held N` in the server's `/metrics` text: the seats (reserved or joined)
+/// its permit store holds. Once every client is gone it must be 0.
+pub fn permits_held(metrics: &str) -> Option<u64> {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("roomgate_permits_held "))
+        .and_then(|value| value.trim().parse().ok())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -271,10 +280,13 @@ mod tests {
     fn view(id: &str, capacity: u32, attending: u32, reserved: u32) -> RoomView {
         RoomView {
             id: id.into(),
+            title: format!("load {id}"),
             capacity,
             attending,
             reserved,
-            state: "open".into(),
+            has_password: false,
+            state: roomgate_api::RoomState::Open,
+            created_at: "2026-01-01T00:00:00.000Z".into(),
         }
     }
 
@@ -372,6 +384,17 @@ mod tests {
         let findings = check.findings();
         assert_eq!(findings.violations, 100);
         assert_eq!(findings.described.len(), MAX_DESCRIBED);
+    }
+
+    #[test]
+    fn the_permits_gauge_is_read_from_the_metrics_text() {
+        let text = "# HELP roomgate_permits_held Seats held.\n\
+                    # TYPE roomgate_permits_held gauge\n\
+                    roomgate_permits_held 3\n\
+                    roomgate_ws_sessions 1\n";
+        assert_eq!(permits_held(text), Some(3));
+        assert_eq!(permits_held("roomgate_permits_held 0\n"), Some(0));
+        assert_eq!(permits_held("roomgate_ws_sessions 1\n"), None);
     }
 
     #[test]

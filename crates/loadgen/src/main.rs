@@ -3,11 +3,13 @@
 //!
 //! Exit codes: 0 when the run completed and every invariant held; 1 when the run could not be
 //! carried out; 2 for a command line that was refused (a bad value, or a target that is not on
-//! this machine); 3 when an invariant broke (over-admission or a leaked seat).
+//! this machine); 3 when an invariant broke (over-admission, a leaked seat, or, for `soak`,
+//! memory that grew past its limit).
 
 mod api;
 mod cli;
 mod common;
+mod fault;
 mod invariants;
 mod latency;
 mod memory;
@@ -63,6 +65,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Fanout(args) => scenario::fanout::run(args, &output).await?,
         Command::Idle(args) => scenario::idle::run(args, &output).await?,
         Command::Compare(args) => scenario::compare::run(args, &output).await?,
+        Command::Soak(args) => scenario::soak::run(args, &output).await?,
     };
     if output.json {
         println!("{}", serde_json::to_string_pretty(&report.json())?);

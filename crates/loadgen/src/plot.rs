@@ -1,4 +1,5 @@
-//! `--plot FILE.svg`: a latency percentile distribution, or the comparison as bars.
+//! `--plot FILE.svg`: a latency percentile distribution, the comparison as bars, or a soak's
+//! timeline (memory and joins/s, faults shaded).
 //!
 //! Only plotters' SVG backend is compiled, with its built-in text estimate instead of a font
 //! stack: the chart is for looking at, and the browser that shows it draws the text.
@@ -22,6 +23,12 @@ pub fn draw(chart: &Chart, path: &Path) -> anyhow::Result<()> {
             bars,
             references,
         } => compare(path, title, bars, references),
+        Chart::Timeline {
+            title,
+            samples,
+            faults,
+            warmup_s,
+        } => timeline(path, title, samples, faults, *warmup_s),
     }
 }
 
@@ -180,6 +187,90 @@ fn compare(
     Ok(())
 }
 
+/// Memory on the left axis, joins/s on the right, over elapsed seconds; each fault a shaded
+/// band, the end of the warm-up a dashed line.
+fn timeline(
+    path: &Path,
+    title: &str,
+    samples: &[(f64, f64, f64)],
+    faults: &[(f64, f64)],
+    warmup_s: f64,
+) -> anyhow::Result<()> {
+    if samples.is_empty() {
+        bail!("no sample was taken, so there is nothing to plot");
+    }
+    let right_x = samples
+        .iter()
+        .map(|s| s.0)
+        .chain(faults.iter().map(|f| f.1))
+        .fold(1.0_f64, f64::max);
+    // Headroom above both lines for the legend.
+    let top_mib = samples.iter().map(|s| s.1).fold(1.0_f64, f64::max) * 1.35;
+    let top_rate = samples.iter().map(|s| s.2).fold(1.0_f64, f64::max) * 1.35;
+    let root = SVGBackend::new(path, (1200, 600)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 22))
+        .margin(20)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .right_y_label_area_size(70)
+        .build_cartesian_2d(0f64..right_x, 0f64..top_mib)?
+        .set_secondary_coord(0f64..right_x, 0f64..top_rate);
+    chart
+        .configure_mesh()
+        .x_desc("elapsed (s)")
+        .y_desc("server RSS (MiB)")
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_label_formatter(&|y| format!("{y:.0}"))
+        .draw()?;
+    chart
+        .configure_secondary_axes()
+        .y_desc("complete joins per second")
+        .y_label_formatter(&|y| format!("{y:.0}"))
+        .draw()?;
+    let shade = RGBColor(214, 39, 40).mix(0.18);
+    chart
+        .draw_series(
+            faults
+                .iter()
+                .map(|(from, to)| Rectangle::new([(*from, 0.0), (*to, top_mib)], shade.filled())),
+        )?
+        .label("database cut")
+        .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 20, y + 6)], shade.filled()));
+    let grey = RGBColor(120, 120, 120);
+    chart.draw_series(DashedLineSeries::new(
+        [(warmup_s, 0.0), (warmup_s, top_mib)],
+        6,
+        4,
+        grey.stroke_width(1),
+    ))?;
+    let memory = RGBColor(31, 119, 180);
+    chart
+        .draw_series(LineSeries::new(
+            samples.iter().map(|(t, mib, _)| (*t, *mib)),
+            memory.stroke_width(2),
+        ))?
+        .label("server RSS (MiB, left)")
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], memory.stroke_width(2)));
+    let rate = RGBColor(44, 160, 44);
+    chart
+        .draw_secondary_series(LineSeries::new(
+            samples.iter().map(|(t, _, joins)| (*t, *joins)),
+            rate.stroke_width(1),
+        ))?
+        .label("joins/s (right)")
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], rate.stroke_width(2)));
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,6 +331,32 @@ mod tests {
         assert!(svg.contains("conditional/memory hot"));
         assert!(svg.contains("pessimistic lock (seed)"));
         assert!(svg.contains("12.4") && svg.contains("2,500"));
+    }
+
+    #[test]
+    fn a_timeline_shows_memory_joins_and_the_faults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("soak.svg");
+        let chart = Chart::Timeline {
+            title: "soak".into(),
+            samples: (1..=30)
+                .map(|t| (f64::from(t), 20.0 + f64::from(t) / 10.0, 500.0))
+                .collect(),
+            faults: vec![(10.0, 13.0), (20.0, 23.0)],
+            warmup_s: 5.0,
+        };
+        draw(&chart, &path).unwrap();
+        let svg = std::fs::read_to_string(&path).unwrap();
+        assert!(svg.starts_with("<svg"));
+        assert!(svg.contains("database cut") && svg.contains("joins/s"));
+        assert!(svg.contains("server RSS (MiB"));
+        let empty = Chart::Timeline {
+            title: "t".into(),
+            samples: vec![],
+            faults: vec![],
+            warmup_s: 1.0,
+        };
+        assert!(draw(&empty, &path).is_err());
     }
 
     #[test]

@@ -106,6 +106,16 @@ pub enum Chart {
         /// `(what, TPS)`, drawn as horizontal lines.
         references: Vec<(String, f64)>,
     },
+    /// A soak over time: the server's memory and the join rate, faults shaded.
+    Timeline {
+        title: String,
+        /// `(elapsed s, server RSS MiB, joins/s)`, in time order.
+        samples: Vec<(f64, f64, f64)>,
+        /// `(from s, to s)` of each fault.
+        faults: Vec<(f64, f64)>,
+        /// End of the warm-up, s (drawn as a vertical line).
+        warmup_s: f64,
+    },
 }
 
 /// The outcome of one run.

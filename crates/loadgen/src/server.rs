@@ -1,11 +1,12 @@
-//! Starting and stopping `roomgate` processes for `compare`, and the scratch databases they
-//! run on.
+//! Starting and stopping `roomgate` processes for `compare` and `soak`, and the scratch
+//! databases they run on.
 //!
 //! A server is started on `127.0.0.1:0` (the kernel picks a free port) and the tool waits for
 //! the line `Roomgate listening on http://…` that the binary prints once it is bound. Its logs
 //! are asked for as JSON at `warn`, and warnings are kept for the report: a server that ignores
 //! a setting says so there.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
@@ -22,6 +23,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 /// Warnings and errors kept per server.
 const KEPT_LINES: usize = 10;
+/// Distinct warnings and errors counted per server.
+const COUNTED_LINES: usize = 100;
 
 /// The `roomgate` binary next to this one (both are built into the same target folder).
 pub fn sibling_binary() -> anyhow::Result<PathBuf> {
@@ -37,7 +40,15 @@ pub struct ServerProcess {
     pub address: SocketAddr,
     pub pid: u32,
     /// Warning and error lines from its log, and anything on stderr.
-    notices: Arc<Mutex<Vec<String>>>,
+    notices: Arc<Mutex<Notices>>,
+}
+
+/// The first warnings and errors as they came, and how often each distinct one came.
+#[derive(Debug, Default)]
+struct Notices {
+    first: Vec<String>,
+    counts: BTreeMap<String, u64>,
+    total: u64,
 }
 
 /// The server exited before it was listening: its configuration was refused, or it could not
@@ -86,7 +97,7 @@ impl ServerProcess {
             .spawn()
             .with_context(|| format!("starting {}", binary.display()))?;
         let pid = child.id().context("the server has no pid")?;
-        let notices = Arc::new(Mutex::new(Vec::new()));
+        let notices = Arc::new(Mutex::new(Notices::default()));
 
         // The binary reports a refused configuration on stderr.
         let stderr = child.stderr.take().context("no stderr pipe")?;
@@ -131,6 +142,7 @@ impl ServerProcess {
                     notices
                         .lock()
                         .unwrap_or_else(PoisonError::into_inner)
+                        .first
                         .join(" | ")
                 } else {
                     stderr_lines.join(" | ")
@@ -160,12 +172,20 @@ impl ServerProcess {
         })
     }
 
-    /// What the server warned about so far.
+    /// What the server warned about so far (the first few lines).
     pub fn notices(&self) -> Vec<String> {
         self.notices
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+            .first
             .clone()
+    }
+
+    /// Every warning and error so far: how many in all, and how often each distinct one
+    /// came (the first [`COUNTED_LINES`] distinct ones).
+    pub fn notice_counts(&self) -> (u64, BTreeMap<String, u64>) {
+        let notices = self.notices.lock().unwrap_or_else(PoisonError::into_inner);
+        (notices.total, notices.counts.clone())
     }
 
     /// SIGTERM, then wait for a graceful exit; SIGKILL after [`STOP_TIMEOUT`].
@@ -187,10 +207,22 @@ impl ServerProcess {
     }
 }
 
-fn keep(notices: &Mutex<Vec<String>>, line: String) {
+fn keep(notices: &Mutex<Notices>, line: String) {
+    if line.trim().is_empty() {
+        return;
+    }
     let mut notices = notices.lock().unwrap_or_else(PoisonError::into_inner);
-    if notices.len() < KEPT_LINES && !line.trim().is_empty() {
-        notices.push(line);
+    notices.total += 1;
+    let distinct = notices.counts.len();
+    match notices.counts.get_mut(&line) {
+        Some(count) => *count += 1,
+        None if distinct < COUNTED_LINES => {
+            notices.counts.insert(line.clone(), 1);
+        }
+        None => {}
+    }
+    if notices.first.len() < KEPT_LINES {
+        notices.first.push(line);
     }
 }
 
@@ -248,6 +280,10 @@ impl ScratchDatabase {
             name: name.to_owned(),
             url: url.to_string(),
         })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     pub async fn drop_database(self) -> anyhow::Result<()> {

@@ -2,13 +2,19 @@
 //!
 //! `cargo bench -p roomgate-persistence --bench joins` (MariaDB at `ROOMGATE_TEST_MYSQL_URL`,
 //! default `mysql://roomgate:roomgate@127.0.0.1:3306`; `bash .ci/ensure-services` sets it up).
-//! `ROOMGATE_BENCH_SECS` sets the length of each cell (default 3).
+//! `ROOMGATE_BENCH_SECS` sets the length of each cell (default 3), `ROOMGATE_BENCH_ROUNDS` the
+//! number of rounds (default 2), and `ROOMGATE_BENCH_ONLY` a comma-separated subset of
+//! `raw-outbox,conditional,pessimistic,optimistic` to run next to `raw` (default: all), e.g.
+//! `ROOMGATE_BENCH_ONLY=raw-outbox,conditional` for the outbox's cost alone.
 //!
 //! Every cell runs N tasks that join as fast as they can until the time is up, on one hot room or
 //! spread over 1,000 rooms, and counts the joins that committed. "raw" sends the conditional
 //! guard's statements (`START TRANSACTION; UPDATE … WHERE attending < capacity; INSERT
 //! participant; COMMIT`) through mysql_async directly, without diesel, the pool wrapper or the
-//! post-commit read: the physical limit of the same work on the same server.
+//! post-commit read: the physical limit of the same work on the same server. "raw + outbox"
+//! sends the same statements plus what the outbox adds to a join (the room's event counter
+//! bumped in the same UPDATE, and the `member_joined` event's `INSERT … SELECT`), so the two raw
+//! rows measure the outbox's cost in one run; every guard always writes its event.
 //! A plain binary rather than criterion: the figure wanted is throughput under concurrency,
 //! which criterion's per-iteration timing does not measure.
 
@@ -27,19 +33,30 @@ use roomgate_persistence::{Database, JoinGuard, PersistenceError};
 
 const ROOMS: usize = 1_000;
 const CONCURRENCY: [usize; 3] = [1, 16, 64];
-const ROUNDS: usize = 2;
+const DEFAULT_ROUNDS: usize = 2;
 const NODE: NodeId = NodeId(1);
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Contender {
     Raw,
+    RawOutbox,
     Guard(JoinGuard),
 }
 
 impl Contender {
+    /// The name `ROOMGATE_BENCH_ONLY` selects it by.
+    fn key(self) -> &'static str {
+        match self {
+            Contender::Raw => "raw",
+            Contender::RawOutbox => "raw-outbox",
+            Contender::Guard(guard) => guard.as_str(),
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             Contender::Raw => "raw statements (mysql_async)",
+            Contender::RawOutbox => "raw + outbox INSERT",
             Contender::Guard(guard) => guard.as_str(),
         }
     }
@@ -95,12 +112,29 @@ async fn run() {
     create_rooms(&setup_pool).await;
     setup_pool.disconnect().await.unwrap();
 
-    let contenders = [
+    let rounds: usize = std::env::var("ROOMGATE_BENCH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(DEFAULT_ROUNDS);
+    let only = std::env::var("ROOMGATE_BENCH_ONLY").ok();
+    let selected = |contender: &Contender| match &only {
+        // The raw statements always run: every ratio is taken against them.
+        Some(only) => {
+            *contender == Contender::Raw || only.split(',').any(|key| key.trim() == contender.key())
+        }
+        None => true,
+    };
+    let contenders: Vec<Contender> = [
         Contender::Raw,
+        Contender::RawOutbox,
         Contender::Guard(JoinGuard::Conditional),
         Contender::Guard(JoinGuard::Pessimistic),
         Contender::Guard(JoinGuard::Optimistic),
-    ];
+    ]
+    .into_iter()
+    .filter(selected)
+    .collect();
     // The machine is shared and the disk's fsync time drifts, so the contenders take turns
     // within each cell (in alternating order over the rounds) instead of running one after the
     // other; each figure is the total over all rounds.
@@ -110,7 +144,7 @@ async fn run() {
     for layout in [Layout::HotRoom, Layout::Spread] {
         for tasks in CONCURRENCY {
             let mut totals: Vec<Cell> = contenders.iter().map(|_| Cell::default()).collect();
-            for round in 0..ROUNDS {
+            for round in 0..rounds {
                 let mut order: Vec<usize> = (0..contenders.len()).collect();
                 if round % 2 == 1 {
                     order.reverse();
@@ -121,7 +155,7 @@ async fn run() {
                     // task waits for a connection and the server's connection limit holds.
                     let raw = raw_pool(test_db.url(), tasks);
                     let database = match contenders[index] {
-                        Contender::Raw => None,
+                        Contender::Raw | Contender::RawOutbox => None,
                         Contender::Guard(guard) => {
                             settings.join_guard = guard;
                             settings.max_connections = tasks as u32;
@@ -131,10 +165,21 @@ async fn run() {
                     let database = database.as_ref();
                     // A short unmeasured run first: connections open, statements prepared.
                     let warm_up = Duration::from_millis(300);
-                    run_cell(&raw, database, layout, tasks, cell_number * 2, warm_up).await;
+                    let outbox = contenders[index] == Contender::RawOutbox;
+                    run_cell(
+                        &raw,
+                        database,
+                        outbox,
+                        layout,
+                        tasks,
+                        cell_number * 2,
+                        warm_up,
+                    )
+                    .await;
                     let cell = run_cell(
                         &raw,
                         database,
+                        outbox,
                         layout,
                         tasks,
                         cell_number * 2 + 1,
@@ -162,7 +207,7 @@ async fn run() {
             }
         }
     }
-    print_table(&table, secs);
+    print_table(&table, secs, rounds);
     test_db.cleanup().await;
 }
 
@@ -197,6 +242,7 @@ async fn create_rooms(pool: &mysql_async::Pool) {
 async fn run_cell(
     raw: &mysql_async::Pool,
     database: Option<&Database>,
+    outbox: bool,
     layout: Layout,
     tasks: usize,
     cell: u64,
@@ -223,7 +269,7 @@ async fn run_cell(
                     n += 1;
                     let committed = match &database {
                         Some(db) => join_with(db, &room, &user).await,
-                        None => join_raw(&raw, &room, &user).await,
+                        None => join_raw(&raw, &room, &user, outbox).await,
                     };
                     if committed {
                         joins.fetch_add(1, Ordering::Relaxed);
@@ -254,16 +300,17 @@ async fn join_with(db: &Database, room: &str, user: &str) -> bool {
     }
 }
 
-async fn join_raw(pool: &mysql_async::Pool, room: &str, user: &str) -> bool {
+async fn join_raw(pool: &mysql_async::Pool, room: &str, user: &str, outbox: bool) -> bool {
     let mut conn = pool.get_conn().await.unwrap();
     let mut tx = conn.start_transaction(TxOpts::default()).await.unwrap();
-    tx.exec_drop(
+    let take_seat = if outbox {
+        "UPDATE rooms SET attending = attending + 1, version = version + 1, \
+         last_event_seq = last_event_seq + 1 WHERE id = ? AND attending < capacity"
+    } else {
         "UPDATE rooms SET attending = attending + 1, version = version + 1 \
-         WHERE id = ? AND attending < capacity",
-        (room,),
-    )
-    .await
-    .unwrap();
+         WHERE id = ? AND attending < capacity"
+    };
+    tx.exec_drop(take_seat, (room,)).await.unwrap();
     assert_eq!(
         tx.affected_rows(),
         1,
@@ -276,13 +323,23 @@ async fn join_raw(pool: &mysql_async::Pool, room: &str, user: &str) -> bool {
     )
     .await
     .unwrap();
+    if outbox {
+        tx.exec_drop(
+            "INSERT INTO room_events (room_id, seq, kind, user_id, attending, reason, at) \
+             SELECT id, last_event_seq, 'member_joined', ?, attending, NULL, UTC_TIMESTAMP(6) \
+             FROM rooms WHERE id = ?",
+            (user, room),
+        )
+        .await
+        .unwrap();
+    }
     tx.commit().await.unwrap();
     true
 }
 
-fn print_table(table: &[(Contender, Vec<Cell>)], secs: u64) {
+fn print_table(table: &[(Contender, Vec<Cell>)], secs: u64, rounds: usize) {
     let raw = &table[0].1;
-    println!("\nCommitted joins per second ({ROUNDS} rounds of {secs} s per cell):\n");
+    println!("\nCommitted joins per second ({rounds} rounds of {secs} s per cell):\n");
     println!("| guard | hot room, 1 task | 16 | 64 | 1,000 rooms, 1 task | 16 | 64 |");
     println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
     for (contender, cells) in table {

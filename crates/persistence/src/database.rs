@@ -14,15 +14,19 @@ use crate::error::{PersistenceError, TxError};
 use crate::guard::{self, OPTIMISTIC_ATTEMPTS, SeatRequest};
 use crate::pool::{self, MysqlConn, Pools, SqliteConn, checkout};
 use crate::records::{
-    HeldSeat, MemberRow, MessageRecord, NewRoom, ReclaimedMember, RoomRecord, new_message,
-    node_column, now, reclaimed,
+    DepartureReason, EventKind, EventRecord, HeldSeat, MemberRow, MessageRecord, NewRoom,
+    ReclaimedMember, RoomRecord, new_message, node_column, now, one_event_written, reclaimed,
 };
+use crate::repo::events::NewEventRow;
 use crate::repo::rooms::NewRoomRow;
-use crate::repo::{MessageRepo, NodeRepo, ParticipantRepo, RoomRepo};
+use crate::repo::{EventRepo, MessageRepo, NodeRepo, ParticipantRepo, RoomRepo};
 use crate::settings::{Backend, DatabaseSettings, JoinGuard};
 
 /// How often a transaction that InnoDB rolled back as a deadlock victim is run again.
 const DEADLOCK_RETRIES: u32 = 3;
+
+/// Events deleted per transaction by [`Database::prune_relayed`].
+const PRUNE_BATCH: i64 = 500;
 
 /// A pool of connections to one database, MySQL/MariaDB or SQLite. Cheap to clone: clones
 /// share the pool.
@@ -187,6 +191,16 @@ enum Doomed {
     Only(i64),
 }
 
+impl Doomed {
+    /// What the departures of the members it removes are recorded as.
+    fn reason(self) -> DepartureReason {
+        match self {
+            Doomed::SilentSince(_) | Doomed::AllExcept(_) => DepartureReason::Reclaimed,
+            Doomed::Only(_) => DepartureReason::Shutdown,
+        }
+    }
+}
+
 impl Database {
     /// Connects, checks the database answers (within `acquire_timeout`) and runs the embedded
     /// migrations. The backend is chosen by the URL's scheme.
@@ -225,7 +239,9 @@ impl Database {
         })
     }
 
-    /// Creates the room with its creator as first member, in one transaction.
+    /// Creates the room with its creator as first member, in one transaction, which also
+    /// records the room's first two events: `room_opened` (seq 1, attending 0) and the
+    /// creator's `member_joined` (seq 2, attending 1).
     pub async fn open_room_and_join(
         &self,
         room: &NewRoom,
@@ -255,6 +271,22 @@ impl Database {
                 inserted => inserted?,
             }
             ParticipantRepo::insert(conn, row.id, row.created_by, node_id, created_at).await?;
+            let opened = NewEventRow {
+                room: row.id,
+                seq: 1,
+                kind: EventKind::RoomOpened.as_str(),
+                user: row.created_by,
+                attending: 0,
+                reason: None,
+                at: created_at,
+            };
+            let joined = NewEventRow {
+                seq: 2,
+                kind: EventKind::MemberJoined.as_str(),
+                attending: 1,
+                ..opened
+            };
+            EventRepo::insert(conn, &[opened, joined]).await?;
             Ok(())
         })
         .map_err(TxError::into_persistence)?;
@@ -341,15 +373,17 @@ impl Database {
         Err(PersistenceError::Contended)
     }
 
-    /// Gives back `user`'s seat. When a membership was removed, the room's attendance after it
-    /// (read under the room's lock, so it is exact); `None` when there was none to remove, so
-    /// leaving twice is a no-op.
+    /// Gives back `user`'s seat, recording its `member_left` event with `reason` in the same
+    /// transaction. When a membership was removed, the room's attendance after it (read under
+    /// the room's lock, so it is exact); `None` when there was none to remove, so leaving twice
+    /// is a no-op (and records nothing).
     pub async fn leave(
         &self,
         room: &RoomId,
         user: &UserId,
+        reason: DepartureReason,
     ) -> Result<Option<u32>, PersistenceError> {
-        self.leave_row(room, Departing::Member(user)).await
+        self.leave_row(room, Departing::Member(user), reason).await
     }
 
     /// The membership rows held through `node`, for comparing with its live sessions.
@@ -360,15 +394,22 @@ impl Database {
     }
 
     /// Removes exactly the row `seat` names, if it is still there; as [`Database::leave`].
-    pub async fn remove_seat(&self, seat: &HeldSeat) -> Result<Option<u32>, PersistenceError> {
-        self.leave_row(&seat.room, Departing::Row(&seat.row)).await
+    pub async fn remove_seat(
+        &self,
+        seat: &HeldSeat,
+        reason: DepartureReason,
+    ) -> Result<Option<u32>, PersistenceError> {
+        self.leave_row(&seat.room, Departing::Row(&seat.row), reason)
+            .await
     }
 
     async fn leave_row(
         &self,
         room: &RoomId,
         departing: Departing<'_>,
+        reason: DepartureReason,
     ) -> Result<Option<u32>, PersistenceError> {
+        let at = now();
         let attending = transaction!(self, |conn| {
             // Lock the room before touching the participant, in the same order as every join,
             // so that a join and a leave of the same user cannot deadlock each other.
@@ -385,6 +426,13 @@ impl Database {
                 return Ok(None);
             }
             RoomRepo::free_seats(conn, room.as_str(), 1).await?;
+            let user = match departing {
+                Departing::Member(user) => user.as_str(),
+                Departing::Row((_, user, _, _)) => user.as_str(),
+            };
+            let recorded =
+                EventRepo::record_left(conn, room.as_str(), user, reason.as_str(), at).await?;
+            one_event_written(recorded, room)?;
             Ok(Some(locked.attending - 1))
         })
         .map_err(TxError::into_persistence)?;
@@ -458,6 +506,119 @@ impl Database {
             .collect()
     }
 
+    /// Up to `limit` of the room's events with `seq` greater than `after`, oldest first (keyset
+    /// paging: pass the last `seq` seen). Empty for a room that does not exist.
+    pub async fn events(
+        &self,
+        room: &RoomId,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<EventRecord>, PersistenceError> {
+        // No stored seq exceeds i64::MAX, so nothing comes after such an `after`.
+        let Ok(after) = i64::try_from(after) else {
+            return Ok(Vec::new());
+        };
+        let rows = with_conn!(self, |conn| {
+            EventRepo::page(conn, room.as_str(), after, i64::from(limit)).await
+        })?;
+        rows.into_iter().map(EventRecord::try_from).collect()
+    }
+
+    /// Up to `limit` events not yet relayed, ordered by room and then `seq`, so each room's
+    /// events come as a run without gaps starting at its oldest unrelayed one. Events commit in
+    /// `seq` order within a room, so one visible here has every earlier event of its room
+    /// visible too.
+    pub async fn unrelayed_events(&self, limit: u32) -> Result<Vec<EventRecord>, PersistenceError> {
+        let rows = with_conn!(self, |conn| {
+            EventRepo::unrelayed(conn, i64::from(limit)).await
+        })?;
+        rows.into_iter().map(EventRecord::try_from).collect()
+    }
+
+    /// Marks events as relayed, as of now, in one transaction. Events already marked (by
+    /// another relay) keep their first mark; unknown (or pruned) ones are ignored. Returns how
+    /// many of the given events exist, all of them now marked.
+    pub async fn mark_relayed(&self, events: &[(RoomId, u64)]) -> Result<usize, PersistenceError> {
+        let mut by_room: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
+        for (room, seq) in events {
+            // A seq beyond i64 cannot be stored, so there is nothing to mark.
+            if let Ok(seq) = i64::try_from(*seq) {
+                by_room.entry(room.as_str()).or_default().push(seq);
+            }
+        }
+        if by_room.is_empty() {
+            return Ok(0);
+        }
+        // Rows are locked in (room, seq) order, so relays marking overlapping sets at the same
+        // time wait for each other instead of deadlocking. Only those rows are locked (see
+        // `EventRepo::mark_relayed`), so marking does not hold up the joins and leaves writing
+        // new events (unless asked to mark an event that does not exist: InnoDB then locks the
+        // gap where it would be, until the commit).
+        for seqs in by_room.values_mut() {
+            seqs.sort_unstable();
+            seqs.dedup();
+        }
+        let by_room = &by_room;
+        let at = now();
+        transaction!(self, |conn| {
+            let mut marked = 0;
+            for (room, seqs) in by_room {
+                marked += EventRepo::mark_relayed(conn, room, seqs, at).await?;
+            }
+            Ok(marked)
+        })
+        .map_err(TxError::into_persistence)
+    }
+
+    /// Deletes the events relayed more than `older_than` ago; returns how many. Works in
+    /// batches of a few hundred: each reads the keys of the oldest relayed events without
+    /// locking, then deletes them by primary key in a short transaction, so on InnoDB it never
+    /// range-locks the relay index (a range delete there would block the joins and leaves
+    /// inserting unrelayed events next to the locked range until it committed).
+    pub async fn prune_relayed(&self, older_than: Duration) -> Result<usize, PersistenceError> {
+        let older_than = chrono::Duration::from_std(older_than)
+            .map_err(|_| PersistenceError::Config("older_than is too large".to_owned()))?;
+        let cutoff = now()
+            .checked_sub_signed(older_than)
+            .ok_or_else(|| PersistenceError::Config("older_than is too large".to_owned()))?;
+        let mut pruned = 0;
+        loop {
+            let keys = with_conn!(self, |conn| {
+                EventRepo::relayed_before(conn, cutoff, PRUNE_BATCH).await
+            })?;
+            let found = keys.len();
+            if found == 0 {
+                break;
+            }
+            let mut by_room: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+            for (room, seq) in keys {
+                by_room.entry(room).or_default().push(seq);
+            }
+            for seqs in by_room.values_mut() {
+                seqs.sort_unstable();
+            }
+            let by_room = &by_room;
+            let deleted = transaction!(self, |conn| {
+                let mut deleted = 0;
+                for (room, seqs) in by_room {
+                    deleted += EventRepo::delete_relayed(conn, room, seqs).await?;
+                }
+                Ok(deleted)
+            })
+            .map_err(TxError::into_persistence)?;
+            pruned += deleted;
+            // A short batch was the last one; a batch another pruner deleted first means it is
+            // working through the same rows, so leave the rest to it.
+            if i64::try_from(found).unwrap_or(i64::MAX) < PRUNE_BATCH || deleted == 0 {
+                break;
+            }
+        }
+        if pruned > 0 {
+            tracing::debug!(pruned, "pruned relayed room events");
+        }
+        Ok(pruned)
+    }
+
     /// Records that `node` is alive, as of now.
     pub async fn register_node(&self, node: NodeId) -> Result<(), PersistenceError> {
         let id = node_column(node)?;
@@ -514,6 +675,8 @@ impl Database {
     }
 
     async fn reclaim(&self, doomed: Doomed) -> Result<Vec<ReclaimedMember>, PersistenceError> {
+        let reason = doomed.reason().as_str();
+        let at = now();
         let rows = transaction!(self, |conn| {
             let nodes = match doomed {
                 Doomed::SilentSince(cutoff) => {
@@ -542,13 +705,39 @@ impl Database {
             let nodes: Vec<i64> = nodes.into_iter().collect();
             let members: Vec<MemberRow> = ParticipantRepo::held_by_for_update(conn, &nodes).await?;
             ParticipantRepo::delete_held_by(conn, &nodes).await?;
-            let mut freed: BTreeMap<&str, i32> = BTreeMap::new();
-            for (room, _, _) in &members {
-                *freed.entry(room.as_str()).or_default() += 1;
+            let mut freed: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+            for (room, user, _) in &members {
+                freed.entry(room.as_str()).or_default().push(user.as_str());
             }
-            for (room, count) in freed {
+            // Per room: one UPDATE gives back its seats and takes as many event numbers, a read
+            // of the (now locked) row says where they end, and the departures are numbered in
+            // (user) order up to there. Two statements per room however many members, then the
+            // events of every room in multi-row INSERTs (MySQL; row by row on SQLite).
+            let mut events = Vec::with_capacity(members.len());
+            for (room, users) in freed {
+                let count = i32::try_from(users.len()).map_err(|_| {
+                    PersistenceError::Internal("too many members to reclaim".to_owned())
+                })?;
                 RoomRepo::free_seats(conn, room, count).await?;
+                let Some(after) = RoomRepo::find_for_update(conn, room).await? else {
+                    return Err(PersistenceError::Internal(format!(
+                        "room {room} vanished while its seats were reclaimed"
+                    ))
+                    .into());
+                };
+                for (before_end, user) in (0..count).rev().zip(users) {
+                    events.push(NewEventRow {
+                        room,
+                        seq: after.last_event_seq - i64::from(before_end),
+                        kind: EventKind::MemberLeft.as_str(),
+                        user,
+                        attending: after.attending + before_end,
+                        reason: Some(reason),
+                        at,
+                    });
+                }
             }
+            EventRepo::insert(conn, &events).await?;
             NodeRepo::delete(conn, &nodes).await?;
             Ok(members)
         })

@@ -1,5 +1,6 @@
-//! The three join guards. Each runs inside the caller's transaction and either takes a seat and
-//! inserts the participant, or refuses without changing anything (the transaction rolls back).
+//! The three join guards. Each runs inside the caller's transaction and either takes a seat,
+//! inserts the participant and records the `member_joined` event, or refuses without changing
+//! anything (the transaction rolls back, and with it the event number the seat took).
 
 use std::time::Duration;
 
@@ -10,7 +11,7 @@ use roomgate_domain::{RoomId, UserId};
 
 use crate::error::{PersistenceError, TxError};
 use crate::records::RoomRow;
-use crate::repo::{ParticipantRepo, RoomRepo};
+use crate::repo::{EventRepo, ParticipantRepo, RoomRepo};
 
 /// How often the optimistic guard tries before answering `Contended`.
 pub(crate) const OPTIMISTIC_ATTEMPTS: u32 = 20;
@@ -27,7 +28,7 @@ pub(crate) struct SeatRequest<'a> {
 /// row lock is taken only once a seat is known to be free and nothing is decided on a stale read.
 pub(crate) async fn conditional<C>(conn: &mut C, seat: &SeatRequest<'_>) -> Result<(), TxError>
 where
-    C: RoomRepo + ParticipantRepo,
+    C: RoomRepo + ParticipantRepo + EventRepo,
 {
     if RoomRepo::take_seat_if_free(conn, seat.room.as_str()).await? == 0 {
         return Err(refusal(conn, seat).await);
@@ -39,7 +40,7 @@ where
 /// locked for a whole extra round trip, which serialises joins to a hot room.
 pub(crate) async fn pessimistic<C>(conn: &mut C, seat: &SeatRequest<'_>) -> Result<(), TxError>
 where
-    C: RoomRepo + ParticipantRepo,
+    C: RoomRepo + ParticipantRepo + EventRepo,
 {
     let found = RoomRepo::find_for_update(conn, seat.room.as_str()).await?;
     with_free_seat(conn, seat, found).await?;
@@ -54,7 +55,7 @@ pub(crate) async fn optimistic_attempt<C>(
     seat: &SeatRequest<'_>,
 ) -> Result<(), TxError>
 where
-    C: RoomRepo + ParticipantRepo,
+    C: RoomRepo + ParticipantRepo + EventRepo,
 {
     let found = RoomRepo::find(conn, seat.room.as_str()).await?;
     let room = with_free_seat(conn, seat, found).await?;
@@ -73,7 +74,7 @@ where
 #[cfg(feature = "demo-unsafe")]
 pub(crate) async fn naive<C>(conn: &mut C, seat: &SeatRequest<'_>) -> Result<(), TxError>
 where
-    C: RoomRepo + ParticipantRepo,
+    C: RoomRepo + ParticipantRepo + EventRepo,
 {
     let found = RoomRepo::find(conn, seat.room.as_str()).await?;
     let room = with_free_seat(conn, seat, found).await?;
@@ -107,11 +108,12 @@ pub(crate) fn optimistic_backoff(attempt: u32) -> Duration {
     Duration::from_micros(rand::rng().random_range(0..=ceiling_ms * 1000))
 }
 
-/// The participant insert that follows a taken seat. A duplicate means the user already holds a
-/// seat: the error rolls back the seat just taken, so `attending` is unchanged.
+/// The participant insert that follows a taken seat, then its event. A duplicate means the user
+/// already holds a seat: the error rolls back the seat just taken, so `attending` and
+/// `last_event_seq` are unchanged and no event is written.
 async fn add_participant<C>(conn: &mut C, seat: &SeatRequest<'_>) -> Result<(), TxError>
 where
-    C: ParticipantRepo,
+    C: ParticipantRepo + EventRepo,
 {
     let inserted = ParticipantRepo::insert(
         conn,
@@ -122,15 +124,20 @@ where
     )
     .await;
     match inserted {
-        Ok(()) => Ok(()),
+        Ok(()) => {}
         Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {
-            Err(already_joined(seat))
+            return Err(already_joined(seat));
         }
         Err(DieselError::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, _)) => {
-            Err(not_found(seat))
+            return Err(not_found(seat));
         }
-        Err(e) => Err(e.into()),
+        Err(e) => return Err(e.into()),
     }
+    let recorded =
+        EventRepo::record_joined(conn, seat.room.as_str(), seat.user.as_str(), seat.joined_at)
+            .await?;
+    crate::records::one_event_written(recorded, seat.room)?;
+    Ok(())
 }
 
 /// Why no seat was taken: the room is missing, the user is already in it, or it is full.

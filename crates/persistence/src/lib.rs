@@ -13,5 +13,8 @@ pub mod testing;
 
 pub use database::Database;
 pub use error::PersistenceError;
-pub use records::{HeldSeat, MessageRecord, NewRoom, ReclaimedMember, RoomRecord};
+pub use records::{
+    DepartureReason, EventKind, EventRecord, HeldSeat, MessageRecord, NewRoom, ReclaimedMember,
+    RoomRecord,
+};
 pub use settings::{Backend, DatabaseSettings, JoinGuard, UnknownJoinGuard};

@@ -51,6 +51,153 @@ pub struct ReclaimedMember {
     pub node: NodeId,
 }
 
+/// Why a member left a room, as recorded on its `member_left` event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DepartureReason {
+    /// The client said so (a `leave` frame).
+    Left,
+    /// The connection ended without a `leave`: closed by the client, lost, refused for
+    /// misbehaviour or slowness, or a join that could not be completed.
+    Disconnected,
+    /// The client stopped answering within the session's timeout.
+    TimedOut,
+    /// Its node died or was restarted, and the seat was reclaimed by a survivor, at boot, or by
+    /// the node's own reconciliation (a row no session held).
+    Reclaimed,
+    /// Its node shut down gracefully.
+    Shutdown,
+}
+
+impl DepartureReason {
+    pub const ALL: [DepartureReason; 5] = [
+        Self::Left,
+        Self::Disconnected,
+        Self::TimedOut,
+        Self::Reclaimed,
+        Self::Shutdown,
+    ];
+
+    /// The name stored in `room_events.reason` and used by the wire contract.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Left => "left",
+            Self::Disconnected => "disconnected",
+            Self::TimedOut => "timed_out",
+            Self::Reclaimed => "reclaimed",
+            Self::Shutdown => "shutdown",
+        }
+    }
+
+    fn from_stored(raw: &str) -> Result<Self, PersistenceError> {
+        Self::ALL
+            .into_iter()
+            .find(|reason| reason.as_str() == raw)
+            .ok_or_else(|| corrupt("room_events.reason", raw))
+    }
+}
+
+impl std::fmt::Display for DepartureReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a room event records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    /// The room's row was written (its creator confirmed); always `seq` 1, `attending` 0, and
+    /// followed in the same transaction by the creator's `MemberJoined`.
+    RoomOpened,
+    MemberJoined,
+    /// Always carries a [`DepartureReason`].
+    MemberLeft,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 3] = [Self::RoomOpened, Self::MemberJoined, Self::MemberLeft];
+
+    /// The name stored in `room_events.kind` and used by the wire contract (`type`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RoomOpened => "room_opened",
+            Self::MemberJoined => "member_joined",
+            Self::MemberLeft => "member_left",
+        }
+    }
+
+    fn from_stored(raw: &str) -> Result<Self, PersistenceError> {
+        Self::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == raw)
+            .ok_or_else(|| corrupt("room_events.kind", raw))
+    }
+}
+
+impl std::fmt::Display for EventKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One change to a room's membership, written in the same transaction as the change: it exists
+/// exactly when the change committed. A room's events are numbered 1, 2, 3, … without gaps, in
+/// the order their changes committed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventRecord {
+    pub room: RoomId,
+    pub seq: u64,
+    pub kind: EventKind,
+    /// The member who joined or left; for `RoomOpened`, the creator.
+    pub user: UserId,
+    /// The room's attendance right after the change.
+    pub attending: u32,
+    /// `Some` exactly on `MemberLeft`.
+    pub reason: Option<DepartureReason>,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Queryable)]
+pub(crate) struct EventRow {
+    pub room_id: String,
+    pub seq: i64,
+    pub kind: String,
+    pub user_id: String,
+    pub attending: i32,
+    pub reason: Option<String>,
+    pub at: NaiveDateTime,
+}
+
+impl TryFrom<EventRow> for EventRecord {
+    type Error = PersistenceError;
+
+    fn try_from(row: EventRow) -> Result<Self, Self::Error> {
+        let kind = EventKind::from_stored(&row.kind)?;
+        let reason = row
+            .reason
+            .as_deref()
+            .map(DepartureReason::from_stored)
+            .transpose()?;
+        if (kind == EventKind::MemberLeft) != reason.is_some() {
+            return Err(corrupt(
+                "room_events (kind, reason)",
+                (&row.kind, &row.reason),
+            ));
+        }
+        Ok(EventRecord {
+            room: stored_room_id(&row.room_id)?,
+            seq: u64::try_from(row.seq)
+                .ok()
+                .filter(|seq| *seq > 0)
+                .ok_or_else(|| corrupt("room_events.seq", row.seq))?,
+            kind,
+            user: stored_user_id(&row.user_id)?,
+            attending: stored_u32("room_events.attending", row.attending)?,
+            reason,
+            at: row.at.and_utc(),
+        })
+    }
+}
+
 /// The current time at the precision both backends store (microseconds), so that a record built
 /// in memory equals the one read back.
 pub(crate) fn now() -> NaiveDateTime {
@@ -67,6 +214,9 @@ pub(crate) struct RoomRow {
     pub created_by: String,
     pub created_at: NaiveDateTime,
     pub version: i64,
+    /// The `seq` of the room's latest event; the next change's event takes the one after it.
+    /// Internal: callers see it only through [`EventRecord`]s.
+    pub last_event_seq: i64,
 }
 
 impl RoomRow {
@@ -171,6 +321,18 @@ pub(crate) fn new_message(
     })
 }
 
+/// The single-event INSERT … SELECT copies from the room row the transaction just updated, so it
+/// inserts exactly one row; anything else is a bug, and the transaction must not commit.
+pub(crate) fn one_event_written(inserted: usize, room: &RoomId) -> Result<(), PersistenceError> {
+    if inserted == 1 {
+        Ok(())
+    } else {
+        Err(PersistenceError::Internal(format!(
+            "the event of a change to room {room} inserted {inserted} rows, not 1"
+        )))
+    }
+}
+
 /// Node ids are 63-bit so that they fit a signed BIGINT; anything larger is a caller's bug.
 pub(crate) fn node_column(node: NodeId) -> Result<i64, PersistenceError> {
     i64::try_from(node.0)
@@ -199,4 +361,64 @@ pub(crate) fn stored_u32(column: &str, raw: i32) -> Result<u32, PersistenceError
 /// table was edited by hand or a migration is wrong: a bug to report, not a client error.
 fn corrupt(what: &str, value: impl std::fmt::Debug) -> PersistenceError {
     PersistenceError::Internal(format!("stored {what} {value:?} is invalid"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(kind: &str, reason: Option<&str>) -> EventRow {
+        EventRow {
+            room_id: "r".to_owned(),
+            seq: 3,
+            kind: kind.to_owned(),
+            user_id: "alice".to_owned(),
+            attending: 2,
+            reason: reason.map(str::to_owned),
+            at: now(),
+        }
+    }
+
+    #[test]
+    fn stored_names_round_trip() {
+        for kind in EventKind::ALL {
+            assert_eq!(EventKind::from_stored(kind.as_str()).ok(), Some(kind));
+        }
+        for reason in DepartureReason::ALL {
+            assert_eq!(
+                DepartureReason::from_stored(reason.as_str()).ok(),
+                Some(reason)
+            );
+        }
+        let left = EventRecord::try_from(row("member_left", Some("timed_out"))).ok();
+        assert_eq!(
+            left.map(|e| (e.kind, e.reason)),
+            Some((EventKind::MemberLeft, Some(DepartureReason::TimedOut)))
+        );
+    }
+
+    #[test]
+    fn unknown_or_inconsistent_stored_events_are_internal_errors() {
+        for bad in [
+            row("member_kicked", None),
+            row("member_left", Some("evicted")),
+            row("member_left", None),
+            row("member_joined", Some("left")),
+            row("Member_Joined", None),
+            EventRow {
+                seq: 0,
+                ..row("member_joined", None)
+            },
+            EventRow {
+                attending: -1,
+                ..row("member_joined", None)
+            },
+        ] {
+            let outcome = EventRecord::try_from(bad);
+            assert!(
+                matches!(outcome, Err(PersistenceError::Internal(_))),
+                "{outcome:?}"
+            );
+        }
+    }
 }

@@ -8,23 +8,17 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt as _, StreamExt as _};
+use roomgate_api::client::{Client, Received, Session};
+use roomgate_api::{ClientFrame, CreateRoomRequest, ReserveRequest, ServerFrame};
 use roomgate_persistence::testing::TestDatabase;
 use roomgate_server::{Application, Settings};
-use serde_json::{Value, json};
-use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 const MESSAGES: usize = 2_000;
 const RATE_PER_SECOND: u64 = 500;
 const MEMBERS_PER_NODE: usize = 8;
 
 struct Node {
-    address: String,
-    client: reqwest::Client,
+    client: Client,
 }
 
 impl Node {
@@ -45,73 +39,47 @@ impl Node {
         let app = Application::build(Settings::load_from(None, env).unwrap())
             .await
             .unwrap();
-        let address = format!("127.0.0.1:{}", app.local_addr().port());
+        let client = Client::new(format!("http://127.0.0.1:{}", app.local_addr().port()));
         tokio::spawn(app.run_until_stopped(std::future::pending()));
-        Self {
-            address,
-            client: reqwest::Client::new(),
-        }
-    }
-
-    async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Value {
-        let mut request = self
-            .client
-            .post(format!("http://{}{path}", self.address))
-            .json(&body);
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        request.send().await.unwrap().json().await.unwrap()
+        Self { client }
     }
 
     async fn token(&self, user: &str) -> String {
-        let body = self
-            .post("/api/v1/dev/tokens", None, json!({"user_id": user}))
-            .await;
-        body["token"].as_str().unwrap().to_owned()
+        self.client.dev_token(user).await.unwrap().token
     }
 
-    async fn connect(&self, ticket: &str) -> Ws {
-        let url = format!("ws://{}/api/v1/ws?ticket={ticket}", self.address);
-        let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-        let joined = next_json(&mut ws).await;
-        assert_eq!(joined["type"], "joined");
-        ws
-    }
-
-    async fn join(&self, user: &str, room: &str) -> Ws {
-        let token = self.token(user).await;
-        let reservation = self
-            .post(
-                &format!("/api/v1/rooms/{room}/reservations"),
-                Some(&token),
-                json!({}),
-            )
-            .await;
-        self.connect(reservation["ticket"].as_str().unwrap()).await
-    }
-}
-
-async fn next_json(ws: &mut Ws) -> Value {
-    loop {
-        match ws.next().await.unwrap().unwrap() {
-            Message::Text(text) => return serde_json::from_str(&text).unwrap(),
-            Message::Close(frame) => panic!("closed: {frame:?}"),
-            _ => {}
+    async fn connect(&self, ticket: &str) -> Session {
+        let mut session = self.client.connect(ticket).await.unwrap();
+        match session.next().await.unwrap() {
+            Received::Frame(ServerFrame::Joined(_)) => session,
+            other => panic!("not joined: {other:?}"),
         }
     }
+
+    async fn join(&self, user: &str, room: &str) -> Session {
+        let token = self.token(user).await;
+        let reserved = self
+            .client
+            .reserve(&token, room, &ReserveRequest::default())
+            .await
+            .unwrap();
+        self.connect(&reserved.reservation.ticket).await
+    }
 }
 
-/// Receives every chat message on `ws` and returns, per message number, when it arrived.
-async fn receive(mut ws: Ws) -> Vec<Instant> {
+/// Receives every chat message on `session` and returns, per message number, when it arrived.
+async fn receive(mut session: Session) -> Vec<Instant> {
     let mut arrivals = vec![None; MESSAGES];
     let mut seen = 0;
     while seen < MESSAGES {
-        let frame = next_json(&mut ws).await;
-        if frame["type"] == "message" {
-            let n: usize = frame["body"].as_str().unwrap().parse().unwrap();
-            arrivals[n] = Some(Instant::now());
-            seen += 1;
+        match session.next().await.unwrap() {
+            Received::Frame(ServerFrame::Message(message)) => {
+                let n: usize = message.body.parse().unwrap();
+                arrivals[n] = Some(Instant::now());
+                seen += 1;
+            }
+            Received::Frame(_) => {}
+            Received::Closed(close) => panic!("closed: {close:?}"),
         }
     }
     arrivals.into_iter().map(Option::unwrap).collect()
@@ -133,16 +101,14 @@ async fn main() {
     );
 
     let alice = a.token("alice").await;
-    let created = a
-        .post(
-            "/api/v1/rooms",
-            Some(&alice),
-            json!({"id": "bench", "title": "Bench", "capacity": 100}),
-        )
-        .await;
-    let mut sender = a
-        .connect(created["reservation"]["ticket"].as_str().unwrap())
-        .await;
+    let room = CreateRoomRequest {
+        id: "bench".into(),
+        title: "Bench".into(),
+        capacity: 100,
+        password: None,
+    };
+    let created = a.client.create_room(&alice, &room).await.unwrap();
+    let mut sender = a.connect(&created.reservation.ticket).await;
     let mut local = Vec::new();
     let mut remote = Vec::new();
     for i in 0..MEMBERS_PER_NODE {
@@ -161,8 +127,10 @@ async fn main() {
     for n in 0..MESSAGES {
         pace.tick().await;
         sent_at.lock().unwrap().push(Instant::now());
-        let frame = json!({"type": "message", "body": n.to_string()}).to_string();
-        sender.send(Message::Text(frame.into())).await.unwrap();
+        let frame = ClientFrame::Message {
+            body: n.to_string(),
+        };
+        sender.send(&frame).await.unwrap();
     }
     let sent_at = sent_at.lock().unwrap().clone();
     let latencies = |arrivals: Vec<Vec<Instant>>| {

@@ -31,6 +31,7 @@ pub struct Settings {
     pub limits: LimitSettings,
     pub node: NodeSettings,
     pub redis: RedisSettings,
+    pub events: EventSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -100,6 +101,31 @@ impl AdmissionSettings {
 #[serde(deny_unknown_fields)]
 pub struct RoomSettings {
     pub max_capacity: u32,
+}
+
+/// Room events: their relay to Redis streams (with `redis.url`) and their retention.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventSettings {
+    pub relay_interval_ms: u64,
+    pub relay_batch: u32,
+    pub stream_max_len: u64,
+    pub retention_ms: u64,
+    pub prune_interval_ms: u64,
+}
+
+impl EventSettings {
+    pub fn relay_interval(&self) -> Duration {
+        Duration::from_millis(self.relay_interval_ms.max(1))
+    }
+
+    pub fn retention(&self) -> Duration {
+        Duration::from_millis(self.retention_ms)
+    }
+
+    pub fn prune_interval(&self) -> Duration {
+        Duration::from_millis(self.prune_interval_ms.max(1))
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -7,11 +7,10 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
 use roomgate_admission::StoreError;
+use roomgate_api::{ErrorBody, ErrorCode};
 use roomgate_domain::{AdmissionError, ValidationError};
 use roomgate_persistence::PersistenceError;
-use serde::Serialize;
 use serde_json::{Value, json};
-use utoipa::ToSchema;
 
 /// Everything a REST handler can answer besides success.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +38,9 @@ pub enum ApiError {
     AlreadyJoined { room: String },
     #[error("not found")]
     NotFound,
+    /// A known path asked with a method it does not serve; `allow` lists those it does.
+    #[error("this path does not serve the method; allowed: {allow}")]
+    MethodNotAllowed { allow: String },
     #[error("request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
     #[error("too many requests; retry later")]
@@ -49,24 +51,6 @@ pub enum ApiError {
     Internal(String),
 }
 
-/// The error body every non-2xx REST answer carries.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ErrorBody {
-    pub error: ErrorDetail,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ErrorDetail {
-    /// Machine-readable code, e.g. `room_full`.
-    pub code: &'static str,
-    /// For people.
-    pub message: String,
-    /// Extra facts, e.g. `{"field": "capacity"}`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
-    pub details: Option<Value>,
-}
-
 impl ApiError {
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self::InvalidRequest {
@@ -75,22 +59,23 @@ impl ApiError {
         }
     }
 
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            Self::InvalidRequest { .. } => "invalid_request",
-            Self::Unauthenticated => "unauthenticated",
-            Self::WrongPassword => "wrong_password",
-            Self::RoomNotFound { .. } => "room_not_found",
-            Self::ReservationNotFound { .. } => "reservation_not_found",
-            Self::RoomExists { .. } => "room_exists",
-            Self::RoomPending { .. } => "room_pending",
-            Self::RoomFull { .. } => "room_full",
-            Self::AlreadyJoined { .. } => "already_joined",
-            Self::NotFound => "not_found",
-            Self::PayloadTooLarge { .. } => "payload_too_large",
-            Self::RateLimited { .. } => "rate_limited",
-            Self::Unavailable(_) => "unavailable",
-            Self::Internal(_) => "internal",
+            Self::InvalidRequest { .. } => ErrorCode::InvalidRequest,
+            Self::Unauthenticated => ErrorCode::Unauthenticated,
+            Self::WrongPassword => ErrorCode::WrongPassword,
+            Self::RoomNotFound { .. } => ErrorCode::RoomNotFound,
+            Self::ReservationNotFound { .. } => ErrorCode::ReservationNotFound,
+            Self::RoomExists { .. } => ErrorCode::RoomExists,
+            Self::RoomPending { .. } => ErrorCode::RoomPending,
+            Self::RoomFull { .. } => ErrorCode::RoomFull,
+            Self::AlreadyJoined { .. } => ErrorCode::AlreadyJoined,
+            Self::NotFound => ErrorCode::NotFound,
+            Self::MethodNotAllowed { .. } => ErrorCode::MethodNotAllowed,
+            Self::PayloadTooLarge { .. } => ErrorCode::PayloadTooLarge,
+            Self::RateLimited { .. } => ErrorCode::RateLimited,
+            Self::Unavailable(_) => ErrorCode::Unavailable,
+            Self::Internal(_) => ErrorCode::Internal,
         }
     }
 
@@ -128,13 +113,7 @@ impl ApiError {
     }
 
     pub fn body(&self) -> ErrorBody {
-        ErrorBody {
-            error: ErrorDetail {
-                code: self.code(),
-                message: self.to_string(),
-                details: self.details(),
-            },
-        }
+        ErrorBody::new(self.code(), self.to_string(), self.details())
     }
 }
 
@@ -146,22 +125,8 @@ fn retry_after_secs(wait: Duration) -> u64 {
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
-        match self {
-            Self::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
-            Self::Unauthenticated => StatusCode::UNAUTHORIZED,
-            Self::WrongPassword => StatusCode::FORBIDDEN,
-            Self::RoomNotFound { .. } | Self::ReservationNotFound { .. } | Self::NotFound => {
-                StatusCode::NOT_FOUND
-            }
-            Self::RoomExists { .. }
-            | Self::RoomPending { .. }
-            | Self::RoomFull { .. }
-            | Self::AlreadyJoined { .. } => StatusCode::CONFLICT,
-            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
+        // Each code has one status, which the contract crate states.
+        StatusCode::from_u16(self.code().status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
 
     fn error_response(&self) -> HttpResponse {
@@ -176,6 +141,11 @@ impl ResponseError for ApiError {
                 header::RETRY_AFTER,
                 HeaderValue::from(retry_after_secs(wait)),
             ));
+        }
+        if let Self::MethodNotAllowed { allow } = self {
+            if let Ok(allow) = HeaderValue::from_str(allow) {
+                response.insert_header((header::ALLOW, allow));
+            }
         }
         if matches!(self, Self::Unauthenticated) {
             response.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
@@ -252,9 +222,16 @@ impl From<PersistenceError> for ApiError {
     }
 }
 
-/// Answers requests that match no route with the contract's error body.
-pub async fn not_found(_req: HttpRequest) -> ApiError {
-    ApiError::NotFound
+/// Answers requests that match no route with the contract's error body: 405 with `Allow` for a
+/// path served with other methods, 404 for any other.
+pub async fn unmatched(
+    req: HttpRequest,
+    state: actix_web::web::Data<crate::state::AppState>,
+) -> ApiError {
+    match crate::openapi::allowed_methods(req.path(), state.settings.auth.dev_tokens) {
+        Some(allow) => ApiError::MethodNotAllowed { allow },
+        None => ApiError::NotFound,
+    }
 }
 
 impl actix_web::Responder for ApiError {
@@ -272,6 +249,33 @@ pub mod extractors {
     use actix_web::{HttpRequest, web};
 
     use super::ApiError;
+
+    /// A JSON request body that must be an object. serde's derived reading of a struct would
+    /// also take a JSON array and fill the fields by position (`["alice"]` as a dev-token
+    /// request); the contract's bodies are objects with named fields, so anything else is 400.
+    #[derive(Debug)]
+    pub struct JsonObject<T>(pub T);
+
+    impl<T: serde::de::DeserializeOwned + 'static> actix_web::FromRequest for JsonObject<T> {
+        type Error = actix_web::Error;
+        type Future = futures_util::future::LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+        fn from_request(req: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
+            let object =
+                web::Json::<serde_json::Map<String, serde_json::Value>>::from_request(req, payload);
+            Box::pin(async move {
+                let web::Json(object) = object.await?;
+                from_object(object).map(JsonObject).map_err(Into::into)
+            })
+        }
+    }
+
+    fn from_object<T: serde::de::DeserializeOwned>(
+        object: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<T, ApiError> {
+        serde_json::from_value(serde_json::Value::Object(object))
+            .map_err(|e| serde_error(&e.to_string()))
+    }
 
     pub fn json_config(limit: usize) -> web::JsonConfig {
         web::JsonConfig::default()
@@ -309,9 +313,12 @@ pub mod extractors {
         if body.iter().all(u8::is_ascii_whitespace) {
             return Ok(None);
         }
-        serde_json::from_slice(&body)
-            .map(Some)
-            .map_err(|e| serde_error(&e.to_string()))
+        // `null` reads as no body, as the document's optional body says; anything else must be
+        // an object, as for every other body.
+        let object =
+            serde_json::from_slice::<Option<serde_json::Map<String, serde_json::Value>>>(&body)
+                .map_err(|e| serde_error(&e.to_string()))?;
+        object.map(from_object).transpose()
     }
 
     fn json_error(err: JsonPayloadError, limit: usize) -> ApiError {
@@ -366,7 +373,12 @@ pub mod extractors {
         for marker in ["missing field `", "unknown field `", "duplicate field `"] {
             if let Some(start) = message.find(marker) {
                 let rest = &message[start + marker.len()..];
-                return rest.find('`').map(|end| rest[..end].to_owned());
+                // A field's name may itself hold a backtick: end at what serde writes after it.
+                let end = ["`, expected", "` at line"]
+                    .iter()
+                    .find_map(|after| rest.find(after))
+                    .or_else(|| rest.rfind('`'));
+                return end.map(|end| rest[..end].to_owned());
             }
         }
         None
@@ -398,6 +410,10 @@ pub mod extractors {
                 Some("capacity")
             );
             assert_eq!(validation_field("expected a string at line 1"), None);
+            assert_eq!(
+                backticked_field("unknown field `a`b`, expected `user_id` at line 1").as_deref(),
+                Some("a`b")
+            );
         }
     }
 }

@@ -10,7 +10,7 @@ use roomgate_admission::{PendingRooms, PermitStore, StoreError};
 use roomgate_domain::{AdmissionError, SessionId, Ticket, UserRoomKey};
 use roomgate_persistence::{NewRoom, PersistenceError, RoomRecord};
 
-use crate::session::frames::close;
+use crate::session::frames::CloseCode;
 use crate::session::membership::{self, ClaimedSeat, Membership};
 use crate::state::AppState;
 
@@ -27,22 +27,17 @@ pub enum Refusal {
 }
 
 impl Refusal {
-    pub fn close_code(&self) -> u16 {
+    pub fn close_code(&self) -> CloseCode {
         match self {
-            Self::InvalidTicket => close::INVALID_TICKET,
-            Self::TicketExpired => close::TICKET_EXPIRED,
-            Self::RoomFull => close::ROOM_FULL,
-            Self::Failed(_) | Self::Interrupted(_) => close::JOIN_FAILED,
+            Self::InvalidTicket => CloseCode::InvalidTicket,
+            Self::TicketExpired => CloseCode::TicketExpired,
+            Self::RoomFull => CloseCode::RoomFull,
+            Self::Failed(_) | Self::Interrupted(_) => CloseCode::JoinFailed,
         }
     }
 
     pub fn reason(&self) -> &'static str {
-        match self {
-            Self::InvalidTicket => "invalid_ticket",
-            Self::TicketExpired => "ticket_expired",
-            Self::RoomFull => "room_full",
-            Self::Failed(_) | Self::Interrupted(_) => "join_failed",
-        }
+        self.close_code().reason()
     }
 }
 

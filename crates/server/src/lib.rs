@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod event_relay;
 pub mod fanout;
 pub mod hub;
 pub mod join;

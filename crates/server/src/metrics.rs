@@ -72,7 +72,13 @@ impl Metrics {
         ] {
             reservations.with_label_values(&[outcome]);
         }
-        for kind in ["reservation", "pending_room", "member", "orphan_member", "orphan_seat"] {
+        for kind in [
+            "reservation",
+            "pending_room",
+            "member",
+            "orphan_member",
+            "orphan_seat",
+        ] {
             reaped.with_label_values(&[kind]);
         }
         Ok(Self {

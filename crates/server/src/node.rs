@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use roomgate_admission::AnyPermitStore;
 use roomgate_domain::{NodeId, SessionId, UserRoomKey};
-use roomgate_persistence::{Database, PersistenceError};
+use roomgate_persistence::{Database, DepartureReason, PersistenceError};
 use tokio::task::JoinHandle;
 
 use crate::metrics::Metrics;
@@ -139,7 +139,7 @@ pub async fn reconcile_rows(state: &AppState) -> usize {
         .iter()
         .filter(|seat| !state.live_seats.holds(&seat.room, &seat.user))
     {
-        match state.db.remove_seat(seat).await {
+        match state.db.remove_seat(seat, DepartureReason::Reclaimed).await {
             Ok(Some(attending)) => {
                 tracing::warn!(room = %seat.room, user = %seat.user, "removed a membership no session held");
                 removed += 1;

@@ -22,6 +22,7 @@ use tokio_util::task::TaskTracker;
 use crate::auth::{SecretSource, TokenKeys};
 use crate::config::{DatabaseConfig, Settings};
 use crate::error::{self, extractors};
+use crate::event_relay::EventRelay;
 use crate::fanout::{FanoutTimeouts, RedisFanout};
 use crate::hub::{Hub, LocalRooms};
 use crate::metrics::Metrics;
@@ -145,14 +146,28 @@ impl Application {
         );
         let heartbeat = node::spawn_liveness(Arc::clone(&state));
         let reconciliation = node::spawn_reconciliation(Arc::clone(&state));
-        let sweeper = spawn_limiter_sweep(Arc::clone(&state));
+        let mut background = vec![heartbeat, reconciliation];
+        if state.settings.redis.is_enabled() {
+            let relay = EventRelay {
+                client: redis::Client::open(state.settings.redis.url.expose())
+                    .map_err(|e| anyhow::anyhow!("configuration key redis.url: {e}"))?,
+                prefix: state.settings.redis.key_prefix.clone(),
+                response_timeout: Duration::from_millis(state.settings.redis.response_timeout_ms),
+            };
+            background.push(relay.spawn(
+                state.db.clone(),
+                state.settings.events.clone(),
+                state.shutdown.clone(),
+            ));
+        }
+        background.push(spawn_limiter_sweep(Arc::clone(&state)));
 
         Ok(Self {
             server,
             state,
             local_addr,
             reaper,
-            background: vec![heartbeat, reconciliation, sweeper],
+            background,
         })
     }
 
@@ -279,8 +294,9 @@ fn http_server(state: &Arc<AppState>, listener: TcpListener) -> anyhow::Result<S
             .app_data(extractors::path_config())
             .app_data(extractors::query_config())
             .wrap(from_fn(limit_by_ip))
+            .wrap(from_fn(routes::ws::close_refused_upgrades))
             .configure(|cfg| routes::configure(cfg, dev_tokens))
-            .default_service(web::to(error::not_found))
+            .default_service(web::to(error::unmatched))
     })
     .disable_signals()
     // Sessions are closed before the server is stopped; this only bounds in-flight requests.

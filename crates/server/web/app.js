@@ -10,8 +10,14 @@
   const SESSION_KEY = "roomgate.session";
   const ROOM_POLL_MS = 5000;
   const LEAVE_GRACE_MS = 3000;
-  const ROOM_ID_RE = /^[a-z0-9][a-z0-9-]{0,62}$/;
-  const USER_ID_RE = /^[A-Za-z0-9_.-]{1,64}$/;
+  // Close codes, id rules and limits come from the server (/static/contract.js), not copies.
+  const CONTRACT = window.ROOMGATE_CONTRACT;
+  const CLOSE = CONTRACT.close;
+  const RULES = CONTRACT.rules;
+  const ROOM_ID_RE = new RegExp(RULES.roomIdPattern);
+  const USER_ID_RE = new RegExp(RULES.userIdPattern);
+  // Set by the browser, never sent by a server: the connection ended without a close frame.
+  const ABNORMAL_CLOSURE = 1006;
 
   // ---------------------------------------------------------------- state
 
@@ -183,11 +189,11 @@
   const FIELD_HINTS = {
     id: "Use 1 to 63 lower-case letters, digits and dashes, starting with a letter or digit.",
     room_id: "Use 1 to 63 lower-case letters, digits and dashes, starting with a letter or digit.",
-    title: "Use 1 to 100 characters.",
+    title: `Use 1 to ${RULES.titleMaxChars} characters.`,
     capacity: "Use a whole number of seats, at least 1 and no more than this server allows.",
-    password: "Use at most 128 bytes.",
+    password: `Use at most ${RULES.passwordMaxBytes} bytes.`,
     user_id: "Use 1 to 64 letters, digits, dots, dashes or underscores.",
-    body: "Messages hold 1 to 4000 characters.",
+    body: `Messages hold 1 to ${RULES.messageMaxChars} characters.`,
   };
 
   function waitWords(retryAfter) {
@@ -247,29 +253,33 @@
   function describeClose(code, reason, ctx) {
     const room = ctx.title ? quoted(ctx.title) : "the room";
     switch (code) {
-      case 1000:
+      case CLOSE.left:
         return ctx.leaving
           ? [`You left ${room}.`, "info"]
           : [`The server ended your session in ${room}.`, "info"];
-      case 1001:
-        return ["The server is shutting down or restarting, so you were disconnected. Join again in a moment.", "error"];
-      case 1006:
+      case CLOSE.going_away:
+        return reason === "client_timeout"
+          ? ["Your connection stopped answering, so the server closed it. Join again to continue.", "error"]
+          : ["The server is shutting down or restarting, so you were disconnected. Join again in a moment.", "error"];
+      case ABNORMAL_CLOSURE:
         return [`The connection to ${room} was lost unexpectedly (a network problem, or the server went away). Join again to continue.`, "error"];
-      case 1008:
+      case CLOSE.protocol_error:
+        return ["Your browser sent something the server could not read, so it closed the connection. Join again to continue.", "error"];
+      case CLOSE.rate_limited:
         return reason === "rate_limited"
           ? ["You sent messages too fast, so the server closed your connection. Wait a little, then join again.", "error"]
           : [`The server closed your connection because a rule was broken${reason ? ` (${reason})` : ""}. Join again to continue.`, "error"];
-      case 1009:
+      case CLOSE.frame_too_large:
         return ["Your message was too large for the server, so it closed your connection. Keep messages shorter and join again.", "error"];
-      case 1011:
-        return ["The server hit an error and closed your connection. Join again to continue.", "error"];
-      case 4001:
+      case CLOSE.too_slow:
+        return ["Your connection fell too far behind the room, so the server closed it. Join again to catch up.", "error"];
+      case CLOSE.invalid_ticket:
         return ["The server did not accept your entry ticket (unknown, already used or forged). Join the room again to get a new one.", "error"];
-      case 4002:
+      case CLOSE.ticket_expired:
         return ["Your held seat expired before you entered the room. Join again to get a new one.", "error"];
-      case 4009:
+      case CLOSE.room_full:
         return ["Sorry, this room is full: the last seat was taken just before you could enter.", "error"];
-      case 4500:
+      case CLOSE.join_failed:
         return ["The server could not record your arrival in the room (a database problem). Your seat was given back; try again in a moment.", "error"];
       default:
         return [`The connection to ${room} closed (code ${code}${reason ? `: ${reason}` : ""}).`, "error"];
@@ -676,7 +686,7 @@
       const ws = state.socket;
       state.socket = null;
       state.connecting = false;
-      ws.close(1000);
+      ws.close(CLOSE.left);
     }
     dropReservationView();
     try {
@@ -860,7 +870,7 @@
     const input = $("message-input");
     const body = input.value;
     if (!body.trim()) return;
-    if ([...body].length > 4000) {
+    if ([...body].length > RULES.messageMaxChars) {
       notify(`That message is too long. ${FIELD_HINTS.body}`, "error", "invalid_message");
       return;
     }
@@ -888,10 +898,10 @@
       ws.send(JSON.stringify({ type: "leave" }));
       // The server closes with 1000 after `leave`; if it does not, close ourselves.
       setTimeout(() => {
-        if (ws.readyState !== WebSocket.CLOSED) ws.close(1000);
+        if (ws.readyState !== WebSocket.CLOSED) ws.close(CLOSE.left);
       }, LEAVE_GRACE_MS);
     } else {
-      ws.close(1000);
+      ws.close(CLOSE.left);
     }
   }
 
@@ -936,12 +946,12 @@
     state.connecting = false;
     state.joined = false;
     setMessageFormEnabled(false);
-    setConnection("closed", event.code === 1000 && state.leaving ? "Not connected" : `Disconnected (${event.code})`);
+    setConnection("closed", event.code === CLOSE.left && state.leaving ? "Not connected" : `Disconnected (${event.code})`);
 
     // The ticket is single-use: after any close it cannot be used again,
     // except when the socket never opened at all (1006 before the joined frame),
     // in which case the seat may still be held and can be entered or cancelled.
-    const seatMayBeHeld = !wasJoined && event.code === 1006 && state.reservation &&
+    const seatMayBeHeld = !wasJoined && event.code === ABNORMAL_CLOSURE && state.reservation &&
       new Date(state.reservation.view.expires_at) > new Date();
     if (seatMayBeHeld) {
       renderReservation();
@@ -953,7 +963,7 @@
       $("messages").append(h("li", { class: "presence closed", "data-testid": "closed-line" }, text));
       scrollToEnd(true);
     }
-    if (state.leaving && event.code === 1000) {
+    if (state.leaving && event.code === CLOSE.left) {
       closeRoomView();
     } else if (wasJoined) {
       // Keep the conversation readable; the button now only puts it away.

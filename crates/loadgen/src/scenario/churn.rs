@@ -6,12 +6,14 @@
 //! room must be back to zero within `--settle`.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::cli::{ChurnArgs, OutputArgs};
-use crate::common::{self, Counts, Drive};
+use crate::api::Api;
+use crate::cli::{ChurnArgs, ChurnWorkload, OutputArgs};
+use crate::common::{self, Counts, Drive, VisitStats};
 use crate::invariants::{AdmissionCheck, AdmissionFindings, Leak};
 use crate::latency::LatencySummary;
 use crate::progress::Progress;
@@ -21,19 +23,19 @@ use crate::report::{self, Chart, Report, Table};
 const USERS_PER_WORKER: u32 = 4;
 
 #[derive(Debug, Serialize)]
-struct ChurnResult {
+pub struct ChurnResult {
     workers: u32,
     rooms: u32,
     capacity: u32,
     messages_per_visit: u32,
     seconds: f64,
     /// Visits that got a seat and a `joined` frame.
-    joins: u64,
+    pub joins: u64,
     /// Visits that ended with the server's close 1000 after `leave`.
     leaves: u64,
     /// Messages sent and seen echoed.
     messages: u64,
-    joins_per_second: f64,
+    pub joins_per_second: f64,
     leaves_per_second: f64,
     /// Refused attempts, by code; each was retried.
     retries: u64,
@@ -45,129 +47,195 @@ struct ChurnResult {
     leaks: Vec<Leak>,
 }
 
+/// A churn workload ready to run: its rooms open and empty, its users holding tokens.
+#[derive(Debug)]
+pub struct Churn {
+    pub api: Api,
+    pub workload: ChurnWorkload,
+    pub check: Arc<AdmissionCheck>,
+    pub room_ids: Vec<String>,
+    users: Arc<Vec<String>>,
+    tokens: Arc<Vec<String>>,
+}
+
+impl Churn {
+    /// Opens the rooms and gets the users' tokens.
+    pub async fn prepare(api: Api, workload: &ChurnWorkload, quiet: bool) -> anyhow::Result<Self> {
+        let common::Population {
+            rooms,
+            room_ids,
+            users,
+            tokens,
+        } = common::populate(
+            &api,
+            quiet,
+            "r",
+            workload.rooms,
+            workload.capacity,
+            workload.workers * USERS_PER_WORKER,
+        )
+        .await?;
+        Ok(Self {
+            api,
+            workload: workload.clone(),
+            check: Arc::new(AdmissionCheck::new(rooms)),
+            room_ids,
+            users: Arc::new(users),
+            tokens: Arc::new(tokens),
+        })
+    }
+
+    /// Churns for `duration` (or `count` joins), adding each complete join to `joins` as it
+    /// happens; returns the merged stats and the time it took.
+    pub async fn run(
+        &self,
+        duration: Duration,
+        count: Option<u64>,
+        progress: &Progress,
+        joins: &Arc<AtomicU64>,
+    ) -> anyhow::Result<(VisitStats, Duration)> {
+        common::drive_counting(
+            &self.api,
+            &self.check,
+            &self.users,
+            &self.tokens,
+            Drive {
+                workers: self.workload.workers,
+                users_per_worker: USERS_PER_WORKER,
+                duration,
+                count,
+                messages: self.workload.messages,
+                hold: Duration::ZERO,
+                backoff: self.workload.backoff,
+                room: None,
+            },
+            progress,
+            joins,
+        )
+        .await
+    }
+
+    /// The run's figures, with what the final settle found.
+    pub fn result(&self, stats: &VisitStats, elapsed: Duration, leaks: Vec<Leak>) -> ChurnResult {
+        let seconds = elapsed.as_secs_f64();
+        ChurnResult {
+            workers: self.workload.workers,
+            rooms: self.workload.rooms,
+            capacity: self.workload.capacity,
+            messages_per_visit: self.workload.messages,
+            seconds,
+            joins: stats.joins,
+            leaves: stats.leaves,
+            messages: stats.messages,
+            joins_per_second: report::per_second(stats.joins, seconds),
+            leaves_per_second: report::per_second(stats.leaves, seconds),
+            retries: stats.retries,
+            outcomes: stats.outcomes.clone(),
+            join_latency: stats.join.summary(),
+            echo_latency: stats.echo.summary(),
+            leave_latency: stats.leave.summary(),
+            admission: self.check.findings(),
+            leaks,
+        }
+    }
+}
+
+impl ChurnResult {
+    /// Over-admission and leaked seats, one line each, for [`Report::violations`].
+    pub fn violations(&self) -> Vec<String> {
+        let mut violations = Vec::new();
+        if self.admission.over_admitted > 0 {
+            violations.push(format!(
+                "over-admission: {} seat(s) beyond capacity in {} room(s)",
+                self.admission.over_admitted, self.admission.rooms_over_capacity
+            ));
+            violations.extend(self.admission.described.iter().cloned());
+        }
+        violations.extend(self.leaks.iter().map(|leak| format!("leaked seat: {leak}")));
+        violations
+    }
+
+    /// The churn table and the latency table.
+    pub fn tables(&self, title: &str) -> Vec<Table> {
+        vec![
+            Table::pairs(
+                title,
+                &[
+                    (
+                        "workers → rooms × capacity",
+                        format!("{} → {} × {}", self.workers, self.rooms, self.capacity),
+                    ),
+                    ("ran", format!("{:.1} s", self.seconds)),
+                    (
+                        "complete joins",
+                        format!(
+                            "{} ({}/s)",
+                            report::thousands(self.joins),
+                            report::rate(self.joins_per_second)
+                        ),
+                    ),
+                    (
+                        "clean leaves",
+                        format!(
+                            "{} ({}/s)",
+                            report::thousands(self.leaves),
+                            report::rate(self.leaves_per_second)
+                        ),
+                    ),
+                    ("messages echoed", report::thousands(self.messages)),
+                    (
+                        "retried attempts",
+                        format!(
+                            "{} ({})",
+                            report::thousands(self.retries),
+                            self.outcomes.describe()
+                        ),
+                    ),
+                    ("over-admitted", self.admission.over_admitted.to_string()),
+                    (
+                        "server reads during the run",
+                        report::thousands(self.admission.server_reads),
+                    ),
+                    ("leaked seats after", self.leaks.len().to_string()),
+                ],
+            ),
+            report::latency_table(
+                "",
+                &[
+                    ("join (reserve → joined)", self.join_latency),
+                    ("message echo", self.echo_latency),
+                    ("leave (→ close 1000)", self.leave_latency),
+                ],
+            ),
+        ]
+    }
+}
+
 pub async fn run(args: ChurnArgs, output: &OutputArgs) -> anyhow::Result<Report> {
     args.validate()?;
     let api = common::connect(&args.target).await?;
-    let common::Population {
-        rooms,
-        room_ids,
-        users,
-        tokens,
-    } = common::populate(
-        &api,
-        output.quiet,
-        "r",
-        args.rooms,
-        args.capacity,
-        args.workers * USERS_PER_WORKER,
-    )
-    .await?;
+    let churn = Churn::prepare(api, &args.workload, output.quiet).await?;
 
-    let check = Arc::new(AdmissionCheck::new(rooms.iter().cloned()));
     let progress = Progress::timed(output.quiet, args.duration, "churn");
-    let (stats, elapsed) = common::drive(
-        &api,
-        &check,
-        &Arc::new(users),
-        &Arc::new(tokens),
-        Drive {
-            workers: args.workers,
-            users_per_worker: USERS_PER_WORKER,
-            duration: args.duration,
-            count: args.count,
-            messages: args.messages,
-            hold: Duration::ZERO,
-            backoff: args.backoff,
-            room: None,
-        },
-        &progress,
-    )
-    .await?;
+    let (stats, elapsed) = churn
+        .run(
+            args.duration,
+            args.count,
+            &progress,
+            &Arc::new(AtomicU64::new(0)),
+        )
+        .await?;
     progress.finish();
 
-    let leaked = common::settle(&api, &room_ids, args.settle).await?;
-    let findings = check.findings();
-    let mut violations = Vec::new();
-    if findings.over_admitted > 0 {
-        violations.push(format!(
-            "over-admission: {} seat(s) beyond capacity in {} room(s)",
-            findings.over_admitted, findings.rooms_over_capacity
-        ));
-        violations.extend(findings.described.iter().cloned());
-    }
-    violations.extend(leaked.iter().map(|leak| format!("leaked seat: {leak}")));
+    let leaked = common::settle(&churn.api, &churn.room_ids, args.settle).await?;
+    let result = churn.result(&stats, elapsed, leaked);
 
-    let seconds = elapsed.as_secs_f64();
-    let result = ChurnResult {
-        workers: args.workers,
-        rooms: args.rooms,
-        capacity: args.capacity,
-        messages_per_visit: args.messages,
-        seconds,
-        joins: stats.joins,
-        leaves: stats.leaves,
-        messages: stats.messages,
-        joins_per_second: report::per_second(stats.joins, seconds),
-        leaves_per_second: report::per_second(stats.leaves, seconds),
-        retries: stats.retries,
-        outcomes: stats.outcomes.clone(),
-        join_latency: stats.join.summary(),
-        echo_latency: stats.echo.summary(),
-        leave_latency: stats.leave.summary(),
-        admission: findings.clone(),
-        leaks: leaked,
-    };
-
-    let mut report = Report::new("churn", api.target().http.clone());
-    report.tables.push(Table::pairs(
-        "churn",
-        &[
-            (
-                "workers → rooms × capacity",
-                format!("{} → {} × {}", args.workers, args.rooms, args.capacity),
-            ),
-            ("ran", format!("{seconds:.1} s")),
-            (
-                "complete joins",
-                format!(
-                    "{} ({}/s)",
-                    report::thousands(stats.joins),
-                    report::rate(result.joins_per_second)
-                ),
-            ),
-            (
-                "clean leaves",
-                format!(
-                    "{} ({}/s)",
-                    report::thousands(stats.leaves),
-                    report::rate(result.leaves_per_second)
-                ),
-            ),
-            ("messages echoed", report::thousands(stats.messages)),
-            (
-                "retried attempts",
-                format!("{} ({})", stats.retries, stats.outcomes.describe()),
-            ),
-            ("over-admitted", findings.over_admitted.to_string()),
-            (
-                "server reads during the run",
-                report::thousands(findings.server_reads),
-            ),
-            ("leaked seats after", result.leaks.len().to_string()),
-        ],
-    ));
-    report.tables.push(report::latency_table(
-        "",
-        &[
-            ("join (reserve → joined)", result.join_latency),
-            ("message echo", result.echo_latency),
-            ("leave (→ close 1000)", result.leave_latency),
-        ],
-    ));
+    let mut report = Report::new("churn", churn.api.target().http.clone());
+    report.tables.extend(result.tables("churn"));
     report.chart = Chart::Latency {
         title: format!(
             "churn: {} workers, {} rooms × {}",
-            args.workers, args.rooms, args.capacity
+            args.workload.workers, args.workload.rooms, args.workload.capacity
         ),
         series: vec![
             ("join".to_owned(), stats.join.curve()),
@@ -175,7 +243,7 @@ pub async fn run(args: ChurnArgs, output: &OutputArgs) -> anyhow::Result<Report>
             ("leave".to_owned(), stats.leave.curve()),
         ],
     };
+    report.violations = result.violations();
     report.result = report::to_value(&result);
-    report.violations = violations;
     Ok(report)
 }

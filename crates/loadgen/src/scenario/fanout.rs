@@ -11,8 +11,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use futures_util::{SinkExt as _, StreamExt as _};
+use futures_util::StreamExt as _;
 use rand::Rng as _;
+use roomgate_api::ServerFrame;
 use serde::Serialize;
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::Message;
@@ -367,12 +368,12 @@ async fn member_loop(
                     }
                 }
                 Some(Ok(Message::Close(close))) => {
-                    stats.closed_with = Some(close.map_or(1005, |f| u16::from(f.code)));
+                    stats.closed_with = Some(api::close_code(close.as_ref()));
                     break;
                 }
                 Some(Ok(_)) => {}
                 Some(Err(_)) | None => {
-                    stats.closed_with.get_or_insert(1006);
+                    stats.closed_with.get_or_insert(api::CLOSED_ABNORMALLY);
                     break;
                 }
             },
@@ -381,9 +382,8 @@ async fn member_loop(
                     continue;
                 }
                 let body = message_body(config.epoch.elapsed(), config.member, stats.sent, config.body_bytes);
-                let frame = serde_json::json!({ "type": "message", "body": body }).to_string();
-                if ws.send(Message::Text(frame.into())).await.is_err() {
-                    stats.closed_with.get_or_insert(1006);
+                if api::send_message(&mut ws, body).await.is_err() {
+                    stats.closed_with.get_or_insert(api::CLOSED_ABNORMALLY);
                     break;
                 }
                 stats.sent += 1;
@@ -392,7 +392,7 @@ async fn member_loop(
         }
     }
     if stats.closed_with.is_none() {
-        stats.left_cleanly = api::leave(&mut ws).await == Ok(1000);
+        stats.left_cleanly = api::leave(&mut ws).await.is_ok_and(api::left_cleanly);
     }
     stats
 }
@@ -406,15 +406,12 @@ fn receive(text: &str, config: &MemberConfig, stats: &mut MemberStats) -> bool {
         delivered(config, stats, Some(sent));
         return true;
     }
-    let Ok(frame) = serde_json::from_str::<api::Frame<'_>>(text) else {
-        return false;
-    };
-    match frame.kind.as_ref() {
-        "message" => {
-            delivered(config, stats, frame.body.as_deref().and_then(sent_micros));
+    match serde_json::from_str::<ServerFrame>(text) {
+        Ok(ServerFrame::Message(message)) => {
+            delivered(config, stats, sent_micros(&message.body));
             true
         }
-        "error" => {
+        Ok(ServerFrame::Error(_)) => {
             stats.error_frames += 1;
             false
         }
@@ -435,8 +432,10 @@ fn delivered(config: &MemberConfig, stats: &mut MemberStats, sent: Option<u64>) 
 
 /// The send time of a `message` frame whose body is one of ours, found by scanning: in JSON
 /// text an unescaped `"type":"message"` or `"body":"` can only be a key and its value (a quote
-/// inside a string is always escaped), and the contract's ids cannot contain quotes. Anything
-/// else returns `None` and gets the full parse.
+/// inside a string is always escaped), and the contract's ids cannot contain quotes. The keys
+/// are `roomgate_api::Message`'s, as the server writes them (compact JSON,
+/// `ServerFrame::to_text`); the tests check the scan against that encoding. Anything else
+/// returns `None` and gets the full parse into `ServerFrame`.
 pub fn quick_sent_micros(text: &str) -> Option<u64> {
     if !text.contains(r#""type":"message""#) {
         return None;
@@ -466,7 +465,38 @@ pub fn sent_micros(body: &str) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
+    use roomgate_api::{ErrorFrame, FrameErrorCode, Message, PresenceEvent, PresenceFrame};
+
     use super::*;
+
+    /// A `message` frame as the server sends it (`ServerFrame::to_text`).
+    fn message_frame(user: &str, body: String) -> String {
+        ServerFrame::Message(Message {
+            id: 9,
+            room_id: "r".into(),
+            user_id: user.into(),
+            body,
+            sent_at: "2026-01-01T00:00:00.000Z".into(),
+        })
+        .to_text()
+    }
+
+    fn presence_frame() -> String {
+        ServerFrame::Presence(PresenceFrame {
+            event: PresenceEvent::Joined,
+            user_id: "u".into(),
+            attending: 2,
+        })
+        .to_text()
+    }
+
+    fn error_frame(message: &str) -> String {
+        ServerFrame::Error(ErrorFrame {
+            code: FrameErrorCode::InvalidMessage,
+            message: message.into(),
+        })
+        .to_text()
+    }
 
     #[test]
     fn bodies_carry_their_send_time_and_are_padded() {
@@ -482,20 +512,21 @@ mod tests {
 
     #[test]
     fn the_quick_scan_agrees_with_the_full_parse() {
-        let ours = serde_json::json!({"type": "message", "id": 9, "room_id": "r", "user_id": "u",
-            "body": message_body(Duration::from_micros(987_654), 1, 2, 40), "sent_at": "x"})
-        .to_string();
+        let ours = message_frame("u", message_body(Duration::from_micros(987_654), 1, 2, 40));
         assert_eq!(quick_sent_micros(&ours), Some(987_654));
-        let frame: api::Frame<'_> = serde_json::from_str(&ours).unwrap();
-        assert_eq!(frame.body.as_deref().and_then(sent_micros), Some(987_654));
+        let Ok(ServerFrame::Message(message)) = serde_json::from_str(&ours) else {
+            panic!("not a message: {ours}");
+        };
+        assert_eq!(sent_micros(&message.body), Some(987_654));
         // Not a message, not our body, or a body that only quotes the key: no quick answer.
         for text in [
-            r#"{"type":"presence","event":"left","user_id":"u","attending":1}"#,
-            r#"{"type":"message","id":1,"user_id":"u","body":"hello","sent_at":"x"}"#,
-            r#"{"type":"message","id":1,"user_id":"u","body":"12x","sent_at":"x"}"#,
-            r#"{"type":"error","code":"invalid_message","message":"\"type\":\"message\" \"body\":\"1:"}"#,
+            presence_frame(),
+            message_frame("u", "hello".into()),
+            message_frame("u", "12x".into()),
+            message_frame("u", r#""type":"message" "body":"1:"#.into()),
+            error_frame(r#""type":"message" "body":"1:"#),
         ] {
-            assert_eq!(quick_sent_micros(text), None, "{text}");
+            assert_eq!(quick_sent_micros(&text), None, "{text}");
         }
     }
 
@@ -518,19 +549,16 @@ mod tests {
         };
         let mut stats = MemberStats::default();
         let sent = message_body(Duration::from_millis(40), 3, 0, 32);
-        let frame = serde_json::json!({"type": "message", "id": 1, "room_id": "r", "user_id": "u", "body": sent, "sent_at": "x"}).to_string();
-        assert!(receive(&frame, &config, &mut stats));
-        assert!(!receive(
-            r#"{"type":"presence","event":"joined","user_id":"u","attending":2}"#,
+        assert!(receive(&message_frame("u", sent), &config, &mut stats));
+        // A message that is not one of ours is a delivery without a latency.
+        assert!(receive(
+            &message_frame("u", "hello".into()),
             &config,
             &mut stats
         ));
-        assert!(!receive(
-            r#"{"type":"error","code":"invalid_message","message":"m"}"#,
-            &config,
-            &mut stats
-        ));
-        assert_eq!(stats.delivered, 1);
+        assert!(!receive(&presence_frame(), &config, &mut stats));
+        assert!(!receive(&error_frame("m"), &config, &mut stats));
+        assert_eq!(stats.delivered, 2);
         assert_eq!(stats.error_frames, 1);
         let summary = stats.latency.summary();
         assert_eq!(summary.count, 1);

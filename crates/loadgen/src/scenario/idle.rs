@@ -250,18 +250,18 @@ async fn idle_member(
             frame = ws.next() => match frame {
                 Some(Ok(Message::Close(close))) => {
                     dropped.fetch_add(1, Ordering::AcqRel);
-                    return MemberEnd::Dropped(close.map_or(1005, |f| u16::from(f.code)));
+                    return MemberEnd::Dropped(api::close_code(close.as_ref()));
                 }
                 Some(Ok(_)) => {}
                 Some(Err(_)) | None => {
                     dropped.fetch_add(1, Ordering::AcqRel);
-                    return MemberEnd::Dropped(1006);
+                    return MemberEnd::Dropped(api::CLOSED_ABNORMALLY);
                 }
             },
         }
     }
     match api::leave(&mut ws).await {
-        Ok(1000) => MemberEnd::Left,
+        Ok(code) if api::left_cleanly(code) => MemberEnd::Left,
         _ => MemberEnd::LeaveFailed,
     }
 }

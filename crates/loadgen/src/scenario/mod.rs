@@ -1,8 +1,9 @@
-//! The five scenarios; each validates its arguments, checks its target, runs, and returns a
+//! The six scenarios; each validates its arguments, checks its target, runs, and returns a
 //! [`Report`](crate::report::Report).
 
 pub mod churn;
 pub mod compare;
 pub mod fanout;
 pub mod idle;
+pub mod soak;
 pub mod storm;

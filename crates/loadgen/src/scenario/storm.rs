@@ -14,7 +14,7 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::api::{Api, Ws};
+use crate::api::{Api, JoinFailure, Refusal, Ws};
 use crate::cli::{OutputArgs, StormArgs};
 use crate::common::{self, Counts, Sampler};
 use crate::invariants::{AdmissionCheck, AdmissionFindings, Leak};
@@ -309,8 +309,7 @@ async fn race(
         Err(refusal) => {
             let label = refusal.label();
             // A transport error is not an answer: its latency says nothing about the server.
-            let reserve =
-                (!matches!(refusal, crate::api::Refusal::Transport(_))).then_some(latency);
+            let reserve = (!matches!(refusal, Refusal::Transport(_))).then_some(latency);
             return Outcome {
                 room,
                 reserve,
@@ -327,10 +326,7 @@ async fn race(
             Ok((connecting.elapsed(), ws))
         }
         Err(failure) => {
-            if matches!(
-                failure,
-                crate::api::JoinFailure::Transport(_) | crate::api::JoinFailure::Timeout
-            ) {
+            if matches!(failure, JoinFailure::Transport(_) | JoinFailure::Timeout) {
                 let _ = api.cancel(token, room_id).await;
             }
             Err(failure.label())

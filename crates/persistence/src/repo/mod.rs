@@ -7,12 +7,14 @@
 //! transaction. They return diesel's errors untouched; the caller knows what a unique or
 //! foreign-key violation means in its context.
 
+pub(crate) mod events;
 mod messages;
 mod nodes;
 mod participants;
 pub(crate) mod rooms;
 mod seat_sql;
 
+pub(crate) use events::EventRepo;
 pub(crate) use messages::MessageRepo;
 pub(crate) use nodes::NodeRepo;
 pub(crate) use participants::ParticipantRepo;

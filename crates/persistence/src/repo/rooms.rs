@@ -14,8 +14,13 @@ pub(crate) struct NewRoomRow<'a> {
     pub created_at: NaiveDateTime,
 }
 
+/// The events a new room starts with: `room_opened` (seq 1) and its creator's `member_joined`
+/// (seq 2).
+pub(crate) const OPENING_EVENTS: i64 = 2;
+
 pub(crate) trait RoomRepo {
-    /// Inserts a room whose creator is already counted (`attending = 1`).
+    /// Inserts a room whose creator is already counted (`attending = 1`), with its first two
+    /// events' numbers taken (`last_event_seq = 2`: `room_opened` and the creator's join).
     async fn insert_with_creator(&mut self, room: &NewRoomRow<'_>) -> QueryResult<()>;
     async fn find(&mut self, id: &str) -> QueryResult<Option<RoomRow>>;
     /// Like `find`, but the row stays locked against other writers until the transaction ends.
@@ -30,7 +35,8 @@ pub(crate) trait RoomRepo {
     /// The pessimistic guard's update, after `find_for_update` checked for a free seat.
     async fn take_seat(&mut self, id: &str) -> QueryResult<usize>;
     /// Gives back `count` seats whose participant rows the caller has just deleted (in the
-    /// same transaction, after locking the room with `find_for_update`).
+    /// same transaction, after locking the room with `find_for_update`), and takes `count`
+    /// event numbers for their departures.
     async fn free_seats(&mut self, id: &str, count: i32) -> QueryResult<usize>;
     /// Writes a count the caller computed from an earlier read: the lost-update pattern the
     /// `naive` demonstration guard needs. Nothing else may use it.
@@ -52,6 +58,7 @@ macro_rules! room_repo {
                         rooms::created_by.eq(room.created_by),
                         rooms::created_at.eq(room.created_at),
                         rooms::version.eq(0_i64),
+                        rooms::last_event_seq.eq(OPENING_EVENTS),
                     ))
                     .execute(self)
                     .await
@@ -99,13 +106,22 @@ macro_rules! room_repo {
             }
 
             async fn free_seats(&mut self, id: &str, count: i32) -> QueryResult<usize> {
-                FreeSeats { count, room: id }.execute(self).await
+                FreeSeats {
+                    count,
+                    events: i64::from(count),
+                    room: id,
+                }
+                .execute(self)
+                .await
             }
 
             #[cfg(feature = "demo-unsafe")]
             async fn write_attending(&mut self, id: &str, attending: i32) -> QueryResult<usize> {
                 diesel::update(rooms::table.find(id))
-                    .set(rooms::attending.eq(attending))
+                    .set((
+                        rooms::attending.eq(attending),
+                        rooms::last_event_seq.eq(rooms::last_event_seq + 1_i64),
+                    ))
                     .execute(self)
                     .await
             }
@@ -115,7 +131,7 @@ macro_rules! room_repo {
 
 // Each expansion sees one backend's tables under the same names.
 mod mysql {
-    use super::NewRoomRow;
+    use super::{NewRoomRow, OPENING_EVENTS};
     use crate::records::RoomRow;
     use crate::repo::seat_sql::{FreeSeats, TakeSeat, TakeSeatAtVersion, TakeSeatIfFree};
     use crate::schema::mysql::rooms;
@@ -126,7 +142,7 @@ mod mysql {
 }
 
 mod sqlite {
-    use super::NewRoomRow;
+    use super::{NewRoomRow, OPENING_EVENTS};
     use crate::records::RoomRow;
     use crate::repo::seat_sql::{FreeSeats, TakeSeat, TakeSeatAtVersion, TakeSeatIfFree};
     use crate::schema::sqlite::rooms;

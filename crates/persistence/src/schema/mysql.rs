@@ -32,6 +32,23 @@ diesel::table! {
 }
 
 diesel::table! {
+    room_events (room_id, seq) {
+        #[max_length = 63]
+        room_id -> Varchar,
+        seq -> Bigint,
+        #[max_length = 16]
+        kind -> Varchar,
+        #[max_length = 64]
+        user_id -> Varchar,
+        attending -> Integer,
+        #[max_length = 16]
+        reason -> Nullable<Varchar>,
+        at -> Datetime,
+        relayed_at -> Nullable<Datetime>,
+    }
+}
+
+diesel::table! {
     rooms (id) {
         #[max_length = 63]
         id -> Varchar,
@@ -45,10 +62,12 @@ diesel::table! {
         created_by -> Varchar,
         created_at -> Datetime,
         version -> Bigint,
+        last_event_seq -> Bigint,
     }
 }
 
 diesel::joinable!(messages -> rooms (room_id));
 diesel::joinable!(participants -> rooms (room_id));
+diesel::joinable!(room_events -> rooms (room_id));
 
-diesel::allow_tables_to_appear_in_same_query!(messages, nodes, participants, rooms,);
+diesel::allow_tables_to_appear_in_same_query!(messages, nodes, participants, room_events, rooms,);

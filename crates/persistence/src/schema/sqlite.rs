@@ -28,6 +28,19 @@ diesel::table! {
 }
 
 diesel::table! {
+    room_events (room_id, seq) {
+        room_id -> Text,
+        seq -> BigInt,
+        kind -> Text,
+        user_id -> Text,
+        attending -> Integer,
+        reason -> Nullable<Text>,
+        at -> Timestamp,
+        relayed_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
     rooms (id) {
         id -> Text,
         title -> Text,
@@ -37,10 +50,12 @@ diesel::table! {
         created_by -> Text,
         created_at -> Timestamp,
         version -> BigInt,
+        last_event_seq -> BigInt,
     }
 }
 
 diesel::joinable!(messages -> rooms (room_id));
 diesel::joinable!(participants -> rooms (room_id));
+diesel::joinable!(room_events -> rooms (room_id));
 
-diesel::allow_tables_to_appear_in_same_query!(messages, nodes, participants, rooms,);
+diesel::allow_tables_to_appear_in_same_query!(messages, nodes, participants, room_events, rooms,);

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use roomgate_domain::NodeId;
-use roomgate_persistence::{Database, JoinGuard, PersistenceError};
+use roomgate_persistence::{Database, DepartureReason, JoinGuard, PersistenceError};
 
 use crate::helpers::{Server, assert_counts_agree, connect, new_room, on_both, room_id, user};
 
@@ -123,7 +123,7 @@ async fn keeps_counts_under_churn(server: Server, guard: JoinGuard) {
                     Err(other) => panic!("join: unexpected {other:?}"),
                 }
                 let leaver = user(&format!("u{}", (i * 7) % 60));
-                db.leave(&id, &leaver).await.unwrap();
+                db.leave(&id, &leaver, DepartureReason::Left).await.unwrap();
             })
         })
         .collect();
@@ -211,6 +211,15 @@ mod naive_guard_over_admits {
             members > CAPACITY as usize,
             "200 racing joins without a guard should overfill a room of {CAPACITY}; got {members}"
         );
+        // Even here the outbox tells the truth: the room's counter is bumped in the UPDATE that
+        // loses the attendance, so every committed join has its event, numbered without gaps.
+        let events = db.events(&id, 0, 1000).await.unwrap();
+        assert_eq!(
+            events.len(),
+            1 + members,
+            "room_opened and one join per member"
+        );
+        assert!(events.iter().zip(1..).all(|(event, seq)| event.seq == seq));
         drop(db);
         test_db.cleanup().await;
     }

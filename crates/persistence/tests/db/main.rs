@@ -8,5 +8,6 @@
 mod helpers;
 
 mod concurrency;
+mod events;
 mod nodes;
 mod rooms;

@@ -4,7 +4,9 @@ use std::time::{Duration, Instant};
 
 use roomgate_domain::PasswordHash;
 use roomgate_persistence::testing::TestDatabase;
-use roomgate_persistence::{Backend, Database, DatabaseSettings, JoinGuard, PersistenceError};
+use roomgate_persistence::{
+    Backend, Database, DatabaseSettings, DepartureReason, JoinGuard, PersistenceError,
+};
 
 use crate::helpers::{
     NODE, Server, assert_counts_agree, body, connect, new_room, on_both, room_id, user,
@@ -136,11 +138,18 @@ async fn removing_a_seen_seat_never_removes_a_later_membership(server: Server) {
     let bobs = seen.iter().find(|seat| seat.user == user("bob")).unwrap();
 
     // Bob leaves and joins again between the reconciliation's read and its removal.
-    assert_eq!(db.leave(&id, &user("bob")).await.unwrap(), Some(1));
+    assert_eq!(
+        db.leave(&id, &user("bob"), DepartureReason::Left)
+            .await
+            .unwrap(),
+        Some(1)
+    );
     tokio::time::sleep(Duration::from_millis(2)).await;
     db.join(&id, &user("bob"), NODE).await.unwrap();
     assert_eq!(
-        db.remove_seat(bobs).await.unwrap(),
+        db.remove_seat(bobs, DepartureReason::Reclaimed)
+            .await
+            .unwrap(),
         None,
         "a later row stays"
     );
@@ -148,8 +157,18 @@ async fn removing_a_seen_seat_never_removes_a_later_membership(server: Server) {
 
     // The row it saw is removed exactly once, with the attendance after it.
     let alices = seen.iter().find(|seat| seat.user == user("alice")).unwrap();
-    assert_eq!(db.remove_seat(alices).await.unwrap(), Some(1));
-    assert_eq!(db.remove_seat(alices).await.unwrap(), None);
+    assert_eq!(
+        db.remove_seat(alices, DepartureReason::Reclaimed)
+            .await
+            .unwrap(),
+        Some(1)
+    );
+    assert_eq!(
+        db.remove_seat(alices, DepartureReason::Reclaimed)
+            .await
+            .unwrap(),
+        None
+    );
     assert_eq!(assert_counts_agree(&db, &id).await, 1);
     assert_eq!(db.members(&id).await.unwrap(), vec![user("bob")]);
     test_db.cleanup().await;
@@ -164,20 +183,42 @@ async fn leaving_twice_is_a_no_op(server: Server) {
         .unwrap();
     db.join(&id, &user("bob"), NODE).await.unwrap();
     assert_eq!(
-        db.leave(&id, &user("bob")).await.unwrap(),
+        db.leave(&id, &user("bob"), DepartureReason::Left)
+            .await
+            .unwrap(),
         Some(1),
         "alice is left"
     );
-    assert!(db.leave(&id, &user("bob")).await.unwrap().is_none());
-    assert!(db.leave(&id, &user("nobody")).await.unwrap().is_none());
     assert!(
-        db.leave(&room_id("ghost"), &user("bob"))
+        db.leave(&id, &user("bob"), DepartureReason::Left)
             .await
             .unwrap()
             .is_none()
     );
-    assert_eq!(db.leave(&id, &user("alice")).await.unwrap(), Some(0));
-    assert!(db.leave(&id, &user("alice")).await.unwrap().is_none());
+    assert!(
+        db.leave(&id, &user("nobody"), DepartureReason::Left)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        db.leave(&room_id("ghost"), &user("bob"), DepartureReason::Left)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        db.leave(&id, &user("alice"), DepartureReason::Left)
+            .await
+            .unwrap(),
+        Some(0)
+    );
+    assert!(
+        db.leave(&id, &user("alice"), DepartureReason::Left)
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert_eq!(assert_counts_agree(&db, &id).await, 0, "never negative");
     // The freed seat can be taken again.
     assert_eq!(db.join(&id, &user("bob"), NODE).await.unwrap().attending, 1);

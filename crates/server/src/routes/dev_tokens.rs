@@ -3,9 +3,12 @@
 use actix_web::{post, web};
 use roomgate_domain::UserId;
 
-use crate::error::{ApiError, ErrorBody};
+use roomgate_api::{DevTokenRequest, DevTokenResponse, ErrorBody};
+
+use crate::error::ApiError;
+use crate::error::extractors::JsonObject;
 use crate::state::AppState;
-use crate::views::{DevTokenRequest, DevTokenResponse, rfc3339};
+use crate::views::rfc3339;
 
 /// Issues a bearer token for `user_id`. Exists only while `auth.dev_tokens` is on.
 #[utoipa::path(post, path = "/api/v1/dev/tokens", tag = "auth",
@@ -15,7 +18,7 @@ use crate::views::{DevTokenRequest, DevTokenResponse, rfc3339};
 #[post("/api/v1/dev/tokens")]
 pub async fn issue(
     state: web::Data<AppState>,
-    body: web::Json<DevTokenRequest>,
+    JsonObject(body): JsonObject<DevTokenRequest>,
 ) -> Result<web::Json<DevTokenResponse>, ApiError> {
     let user = UserId::parse(&body.user_id)?;
     let (token, expires_at) = state.tokens.issue(&user)?;

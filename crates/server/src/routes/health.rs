@@ -3,16 +3,19 @@
 use actix_web::{HttpResponse, get, web};
 use roomgate_admission::PermitStore;
 
-use crate::error::{ApiError, ErrorBody};
+use roomgate_api::{ErrorBody, StatusBody};
+
+use crate::error::ApiError;
 use crate::state::AppState;
-use crate::views::StatusBody;
 
 /// The process runs.
 #[utoipa::path(get, path = "/healthz", tag = "operations",
     responses((status = 200, body = StatusBody)))]
 #[get("/healthz")]
 pub async fn healthz() -> web::Json<StatusBody> {
-    web::Json(StatusBody { status: "ok" })
+    web::Json(StatusBody {
+        status: "ok".to_owned(),
+    })
 }
 
 /// The database (and Redis, when configured) answer.
@@ -30,7 +33,9 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<web::Json<StatusBody>,
         .ping()
         .await
         .map_err(|e| ApiError::Unavailable(e.to_string()))?;
-    Ok(web::Json(StatusBody { status: "ready" }))
+    Ok(web::Json(StatusBody {
+        status: "ready".to_owned(),
+    }))
 }
 
 /// Prometheus text format.

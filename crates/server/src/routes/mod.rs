@@ -1,6 +1,7 @@
 //! HTTP routes. Handlers are thin: parse, call the lower crates, map the result.
 
 pub mod dev_tokens;
+pub mod events;
 pub mod health;
 pub mod reservations;
 pub mod rooms;
@@ -21,6 +22,7 @@ pub fn configure(cfg: &mut ServiceConfig, dev_tokens: bool) {
         .service(rooms::create_room)
         .service(rooms::list_rooms)
         .service(rooms::get_room)
+        .service(events::list_events)
         .service(reservations::reserve)
         .service(reservations::cancel)
         .service(ws::connect)

@@ -6,10 +6,12 @@ use roomgate_domain::{Capacity, PasswordHash};
 
 use crate::auth::AuthenticatedUser;
 use crate::error::extractors::read_optional_json;
-use crate::error::{ApiError, ErrorBody};
+use roomgate_api::{ErrorBody, ReservationView, ReserveRequest as ReserveRequestBody};
+
+use crate::error::ApiError;
 use crate::routes::rooms::{path_room_id, until};
 use crate::state::AppState;
-use crate::views::{ReservationView, ReserveRequestBody};
+use crate::views;
 
 /// The `outcome` label of `roomgate_reservations_total` for a refusal.
 pub fn outcome(err: &ApiError) -> &'static str {
@@ -26,8 +28,8 @@ pub fn outcome(err: &ApiError) -> &'static str {
 /// Holds a seat and returns the ticket that confirms it; the same reservation again (200)
 /// while it is live.
 #[utoipa::path(post, path = "/api/v1/rooms/{room_id}/reservations", tag = "reservations",
-    params(("room_id" = String, Path, description = "The room's id")),
-    request_body(content = ReserveRequestBody, description = "Optional; `password` for protected rooms"),
+    params(("room_id" = String, Path, description = "The room's id", pattern = "^[a-z0-9][a-z0-9-]{0,62}$")),
+    request_body(content = Option<ReserveRequestBody>, description = "Optional (no body, or `{}`); `password` for protected rooms"),
     security(("bearer" = [])),
     responses(
         (status = 201, description = "A seat is held until `expires_at`", body = ReservationView),
@@ -68,6 +70,19 @@ async fn hold_seat(
 ) -> Result<HttpResponse, ApiError> {
     let room = path_room_id(room_id)?;
     let password = body.unwrap_or_default().password;
+    if password
+        .as_ref()
+        .is_some_and(|given| given.len() > roomgate_api::rules::PASSWORD_MAX_BYTES)
+    {
+        // No stored password is that long, so it could never match; say why instead.
+        return Err(ApiError::invalid(
+            "password",
+            format!(
+                "password must be at most {} bytes",
+                roomgate_api::rules::PASSWORD_MAX_BYTES
+            ),
+        ));
+    }
     let (capacity, occupied) = match state.db.get_room(&room).await? {
         Some(record) => {
             if let Some(hash) = record.password_hash {
@@ -101,7 +116,7 @@ async fn hold_seat(
             ttl: state.settings.admission.reservation_ttl(),
         })
         .await?;
-    let view = ReservationView::from(&reservation);
+    let view = views::reservation(&reservation);
     Ok(if reservation.fresh {
         HttpResponse::Created().json(view)
     } else {
@@ -126,10 +141,11 @@ async fn check_password(hash: PasswordHash, given: Option<String>) -> Result<(),
 
 /// Gives the seat back at once.
 #[utoipa::path(delete, path = "/api/v1/rooms/{room_id}/reservations/me", tag = "reservations",
-    params(("room_id" = String, Path, description = "The room's id")),
+    params(("room_id" = String, Path, description = "The room's id", pattern = "^[a-z0-9][a-z0-9-]{0,62}$")),
     security(("bearer" = [])),
     responses(
         (status = 204, description = "The permit is returned"),
+        (status = 400, description = "invalid_request", body = ErrorBody),
         (status = 401, description = "unauthenticated", body = ErrorBody),
         (status = 404, description = "reservation_not_found", body = ErrorBody),
         (status = 429, description = "rate_limited", body = ErrorBody)))]
@@ -140,12 +156,9 @@ pub async fn cancel(
     room_id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let room = path_room_id(&room_id)?;
+    // A creator who gives up their seat keeps the pending registration until its TTL: the room
+    // stays what its creation answered (pending, readable), and the creator may reserve again and
+    // open it; if they do not, it vanishes at its TTL like any unconfirmed creation.
     state.permits.cancel(&room, &user).await?;
-    // A creator who gives up their seat gives up the pending room too: nobody else could open it.
-    if let Some((pending, _)) = state.pending.get(&room).await? {
-        if pending.creator == user {
-            state.pending.remove(&room).await?;
-        }
-    }
     Ok(HttpResponse::NoContent().finish())
 }

@@ -9,11 +9,12 @@ use roomgate_domain::{Capacity, PasswordHash, RoomId, Timestamp, Title};
 use serde::Deserialize;
 
 use crate::auth::AuthenticatedUser;
-use crate::error::{ApiError, ErrorBody};
+use roomgate_api::{CreateRoomRequest, CreatedRoom, ErrorBody, RoomPage, RoomView};
+
+use crate::error::ApiError;
+use crate::error::extractors::JsonObject;
 use crate::state::AppState;
-use crate::views::{
-    CreateRoomRequest, CreatedRoom, ReservationView, RoomPage, RoomView, timestamp_to_datetime,
-};
+use crate::views::{self, timestamp_to_datetime};
 
 const DEFAULT_PAGE: u32 = 50;
 const MAX_PAGE: u32 = 100;
@@ -70,9 +71,8 @@ pub fn until(state: &AppState, expires_at: Timestamp) -> Duration {
 pub async fn create_room(
     state: web::Data<AppState>,
     AuthenticatedUser(creator): AuthenticatedUser,
-    body: web::Json<CreateRoomRequest>,
+    JsonObject(body): JsonObject<CreateRoomRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = body.into_inner();
     let id = RoomId::parse(&body.id)?;
     let title = Title::parse(&body.title)?;
     let capacity = Capacity::new(body.capacity, state.settings.rooms.max_capacity)?;
@@ -130,14 +130,14 @@ pub async fn create_room(
         }
     };
     state.metrics.reservation("created");
-    let room = RoomView::pending(
+    let room = views::pending_room(
         &pending,
         registered_at(&state, expires_at),
         reserved(&state, &id).await,
     );
     Ok(HttpResponse::Accepted().json(CreatedRoom {
         room,
-        reservation: ReservationView::from(&reservation),
+        reservation: views::reservation(&reservation),
     }))
 }
 
@@ -164,10 +164,13 @@ async fn pending_refusal(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// 1-100, default 50.
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
     /// Return rooms whose id sorts after this one (the previous page's `next`).
+    #[param(pattern = "^[a-z0-9][a-z0-9-]{0,62}$")]
     after: Option<String>,
 }
 
@@ -200,14 +203,14 @@ pub async fn list_rooms(
         .flatten();
     let mut rooms = Vec::with_capacity(records.len());
     for record in &records {
-        rooms.push(RoomView::open(record, reserved(&state, &record.id).await));
+        rooms.push(views::open_room(record, reserved(&state, &record.id).await));
     }
     Ok(web::Json(RoomPage { rooms, next }))
 }
 
 /// One room, open or pending.
 #[utoipa::path(get, path = "/api/v1/rooms/{room_id}", tag = "rooms",
-    params(("room_id" = String, Path, description = "The room's id")),
+    params(("room_id" = String, Path, description = "The room's id", pattern = "^[a-z0-9][a-z0-9-]{0,62}$")),
     responses((status = 200, body = RoomView), (status = 400, body = ErrorBody),
               (status = 404, description = "room_not_found", body = ErrorBody), (status = 503, body = ErrorBody)))]
 #[get("/api/v1/rooms/{room_id}")]
@@ -222,10 +225,10 @@ pub async fn get_room(
 /// The room as clients see it, from the database if open, else from the pending registry.
 pub async fn room_view(state: &AppState, id: &RoomId) -> Result<RoomView, ApiError> {
     if let Some(record) = state.db.get_room(id).await? {
-        return Ok(RoomView::open(&record, reserved(state, id).await));
+        return Ok(views::open_room(&record, reserved(state, id).await));
     }
     match state.pending.get(id).await? {
-        Some((pending, expires_at)) => Ok(RoomView::pending(
+        Some((pending, expires_at)) => Ok(views::pending_room(
             &pending,
             registered_at(state, expires_at),
             reserved(state, id).await,

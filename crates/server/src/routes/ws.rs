@@ -13,8 +13,10 @@ use actix_web::{HttpRequest, HttpResponse, get, rt, web};
 use serde::Deserialize;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
+use crate::error::ApiError;
 use crate::session;
 use crate::state::AppState;
+use roomgate_api::ErrorBody;
 
 #[derive(Debug, Deserialize)]
 pub struct WsQuery {
@@ -24,16 +26,20 @@ pub struct WsQuery {
 /// Opens the chat session a reservation's ticket stands for (101 Switching Protocols).
 #[utoipa::path(get, path = "/api/v1/ws", tag = "chat",
     params(("ticket" = String, Query, description = "The ticket of a live reservation")),
-    responses((status = 101, description = "Upgraded. Close codes: 4001 invalid_ticket, 4002 ticket_expired, 4009 room_full, 4500 join_failed, 1000 after leave, 1001 shutdown, 1002 protocol_error, 1008 rate_limited, 1009 frame too large, 1013 too_slow")))]
+    responses(
+        (status = 101, description = "Upgraded. Close codes: 4001 invalid_ticket, 4002 ticket_expired, 4009 room_full, 4500 join_failed, 1000 after leave, 1001 shutdown, 1002 protocol_error, 1008 rate_limited, 1009 frame too large, 1013 too_slow"),
+        (status = 400, description = "invalid_request: not a WebSocket upgrade", body = ErrorBody)))]
 #[get("/api/v1/ws")]
 pub async fn connect(
     req: HttpRequest,
     payload: web::Payload,
     query: web::Query<WsQuery>,
     state: web::Data<AppState>,
-) -> Result<HttpResponse, actix_web::Error> {
+) -> Result<HttpResponse, ApiError> {
     let upgraded_at = Instant::now();
-    let (response, socket, incoming) = actix_ws::handle(&req, payload)?;
+    let (response, socket, incoming) = actix_ws::handle(&req, payload).map_err(|error| {
+        ApiError::invalid("upgrade", format!("expected a WebSocket upgrade: {error}"))
+    })?;
     let connection_closed = CancellationToken::new();
     let response = response.map_body(|_, body| ConnectionBody {
         body,
@@ -84,4 +90,22 @@ impl MessageBody for ConnectionBody {
     ) -> Poll<Option<Result<Bytes, Self::Error>>> {
         Pin::new(&mut self.body).poll_next(cx)
     }
+}
+
+/// Middleware: a request that asks to upgrade and is answered with anything but 101 says
+/// `Connection: close`. actix-http closes such a connection after the answer whatever the
+/// response says; saying so keeps keep-alive clients from sending their next request into it.
+pub async fn close_refused_upgrades(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let upgrade = req.headers().contains_key(actix_web::http::header::UPGRADE);
+    let mut response = next.call(req).await?;
+    if upgrade && response.status() != actix_web::http::StatusCode::SWITCHING_PROTOCOLS {
+        response
+            .response_mut()
+            .head_mut()
+            .set_connection_type(actix_web::http::ConnectionType::Close);
+    }
+    Ok(response)
 }

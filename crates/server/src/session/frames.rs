@@ -1,71 +1,30 @@
-//! WebSocket frames, all JSON text.
+//! WebSocket frames: the wire types are `roomgate-api`'s; this is how the session builds them.
 
-use serde::{Deserialize, Serialize};
+pub use roomgate_api::{
+    ClientFrame, CloseCode, ErrorFrame, FrameErrorCode, JoinedFrame, Message, PresenceEvent,
+    PresenceFrame, ServerFrame,
+};
 
-use crate::views::{MessageView, RoomView};
-
-/// What a client may send.
-#[derive(Debug, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
-pub enum ClientFrame {
-    Message { body: String },
-    Leave,
+/// A presence frame's text.
+pub fn presence_text(event: PresenceEvent, user: &str, attending: u32) -> String {
+    ServerFrame::Presence(PresenceFrame {
+        event,
+        user_id: user.to_owned(),
+        attending,
+    })
+    .to_text()
 }
 
-#[derive(Debug, Clone, Copy, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PresenceEvent {
-    Joined,
-    Left,
+/// An error frame's text; the session stays open after it.
+pub fn error_text(code: FrameErrorCode, message: &str) -> String {
+    ServerFrame::Error(ErrorFrame {
+        code,
+        message: message.to_owned(),
+    })
+    .to_text()
 }
 
-/// What the server sends. `Message` frames are built from [`MessageView`], which carries its
-/// own `type` field.
-#[derive(Debug, Serialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
-pub enum ServerFrame<'a> {
-    Joined {
-        room: &'a RoomView,
-        members: &'a [String],
-        history: &'a [MessageView],
-    },
-    Presence {
-        event: PresenceEvent,
-        user_id: &'a str,
-        attending: u32,
-    },
-    Error {
-        code: &'a str,
-        message: &'a str,
-    },
-}
-
-impl ServerFrame<'_> {
-    /// Serialising these types cannot fail (no maps with non-string keys, no custom
-    /// serialisers that refuse), but a fallback frame keeps that a non-panicking promise.
-    pub fn to_text(&self) -> String {
-        serde_json::to_string(self).unwrap_or_else(|_| {
-            r#"{"type":"error","code":"internal","message":"frame could not be encoded"}"#
-                .to_owned()
-        })
-    }
-}
-
-pub fn message_text(message: &MessageView) -> String {
-    serde_json::to_string(message).unwrap_or_default()
-}
-
-/// Close codes the contract defines, with their reasons.
-pub mod close {
-    pub const NORMAL: u16 = 1000;
-    pub const GOING_AWAY: u16 = 1001;
-    pub const PROTOCOL_ERROR: u16 = 1002;
-    pub const POLICY: u16 = 1008;
-    pub const TOO_BIG: u16 = 1009;
-    /// Not in the contract: the session's outbound queue overflowed ("try again later").
-    pub const TRY_AGAIN_LATER: u16 = 1013;
-    pub const INVALID_TICKET: u16 = 4001;
-    pub const TICKET_EXPIRED: u16 = 4002;
-    pub const ROOM_FULL: u16 = 4009;
-    pub const JOIN_FAILED: u16 = 4500;
-}
+// Property tests; a sibling file (`session/frames_props.rs`) rather than `session/frames/`.
+#[cfg(test)]
+#[path = "frames_props.rs"]
+mod frames_props;

@@ -15,10 +15,11 @@ use std::time::Duration;
 
 use roomgate_admission::SeatGuard;
 use roomgate_domain::{RoomId, UserId, UserRoomKey};
+use roomgate_persistence::DepartureReason;
 
 use crate::hub::Frame;
 use crate::live_seats::SeatClaim;
-use crate::session::frames::{PresenceEvent, ServerFrame};
+use crate::session::frames::{PresenceEvent, presence_text};
 use crate::state::AppState;
 
 /// The first wait before removing a row is tried again; it doubles up to the next constant.
@@ -56,7 +57,10 @@ impl ClaimedSeat {
 /// left.
 pub async fn undo_join(state: Arc<AppState>, seat: ClaimedSeat) {
     let key = seat.key().clone();
-    if remove_row(&state, &key.room, &key.user).await.is_some() {
+    if remove_row(&state, &key.room, &key.user, DepartureReason::Disconnected)
+        .await
+        .is_some()
+    {
         tracing::info!(room = %key.room, user = %key.user, "removed the row of a join that failed");
     }
     drop(seat);
@@ -89,14 +93,16 @@ impl Membership {
         &self.user
     }
 
-    /// Removes the membership and tells the room. Call once the session has stopped reading.
-    pub async fn leave(mut self) {
+    /// Removes the membership, recording why, and tells the room. Call once the session has
+    /// stopped reading.
+    pub async fn leave(mut self, reason: DepartureReason) {
         if let Some(seat) = self.seat.take() {
             leave_room(
                 Arc::clone(&self.state),
                 self.room.clone(),
                 self.user.clone(),
                 seat,
+                reason,
             )
             .await;
         }
@@ -108,11 +114,13 @@ impl Drop for Membership {
         let Some(seat) = self.seat.take() else {
             return;
         };
+        // A session torn down without reaching `leave` lost its connection along the way.
         let cleanup = leave_room(
             Arc::clone(&self.state),
             self.room.clone(),
             self.user.clone(),
             seat,
+            DepartureReason::Disconnected,
         );
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
@@ -127,8 +135,14 @@ impl Drop for Membership {
     }
 }
 
-async fn leave_room(state: Arc<AppState>, room: RoomId, user: UserId, seat: ClaimedSeat) {
-    let removed = remove_row(&state, &room, &user).await;
+async fn leave_room(
+    state: Arc<AppState>,
+    room: RoomId,
+    user: UserId,
+    seat: ClaimedSeat,
+    reason: DepartureReason,
+) {
+    let removed = remove_row(&state, &room, &user, reason).await;
     // The permit goes back only after the row is gone, so that a new joiner can never find a
     // free permit while the database still counts this member.
     drop(seat);
@@ -142,21 +156,22 @@ async fn leave_room(state: Arc<AppState>, room: RoomId, user: UserId, seat: Clai
 
 /// Tells `room` that `user` left and how many remain.
 pub fn announce_departure(state: &AppState, room: &RoomId, user: &UserId, attending: u32) {
-    let frame = ServerFrame::Presence {
-        event: PresenceEvent::Left,
-        user_id: user.as_str(),
-        attending,
-    };
-    state.hub.publish(room, Frame::from(frame.to_text()));
+    let frame = presence_text(PresenceEvent::Left, user.as_str(), attending);
+    state.hub.publish(room, Frame::from(frame));
 }
 
 /// Removes `user`'s row in `room`, trying until the database takes it. The attendance after it
 /// when a row was removed, `None` when there was none.
-async fn remove_row(state: &AppState, room: &RoomId, user: &UserId) -> Option<u32> {
+async fn remove_row(
+    state: &AppState,
+    room: &RoomId,
+    user: &UserId,
+    reason: DepartureReason,
+) -> Option<u32> {
     let mut delay = FIRST_RETRY_DELAY;
     let mut failures: u32 = 0;
     loop {
-        match state.db.leave(room, user).await {
+        match state.db.leave(room, user, reason).await {
             Ok(removed) => {
                 if failures > 0 {
                     tracing::info!(%room, %user, failures, "left the room once the database answered again");

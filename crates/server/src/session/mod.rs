@@ -15,16 +15,18 @@ use std::time::{Duration, Instant};
 use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, Session};
 use futures_util::StreamExt as _;
 use roomgate_domain::{MessageBody, SessionId};
-use roomgate_persistence::RoomRecord;
+use roomgate_persistence::{DepartureReason, RoomRecord};
 use tokio_util::sync::CancellationToken;
 
 use crate::hub::{Frame, Subscription};
 use crate::join;
 use crate::rate_limit::session_limiter;
-use crate::session::frames::{ClientFrame, PresenceEvent, ServerFrame, close, message_text};
+use crate::session::frames::{
+    ClientFrame, FrameErrorCode, JoinedFrame, PresenceEvent, ServerFrame, error_text, presence_text,
+};
 use crate::session::membership::Membership;
 use crate::state::AppState;
-use crate::views::{MessageView, RoomView};
+use crate::views;
 
 /// How long a close frame may take to leave before the connection is simply dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
@@ -51,24 +53,41 @@ enum Ending {
 }
 
 impl Ending {
+    /// The reason the room's events record for this ending.
+    fn departure(&self) -> DepartureReason {
+        match self {
+            Self::Left => DepartureReason::Left,
+            Self::TimedOut => DepartureReason::TimedOut,
+            Self::ShuttingDown => DepartureReason::Shutdown,
+            Self::ClosedByClient(_)
+            | Self::Vanished
+            | Self::RateLimited
+            | Self::FrameTooBig
+            | Self::ProtocolError
+            | Self::TooSlow
+            | Self::JoinFailed => DepartureReason::Disconnected,
+        }
+    }
+
     fn close_reason(self) -> Option<Option<CloseReason>> {
-        let reason = |code: u16, text: &str| {
+        let reason = |close: frames::CloseCode, text: &str| {
             Some(Some(CloseReason {
-                code: CloseCode::from(code),
+                code: CloseCode::from(close.code()),
                 description: Some(text.to_owned()),
             }))
         };
+        let usual = |close: frames::CloseCode| reason(close, close.reason());
         match self {
-            Self::Left => reason(close::NORMAL, "left"),
+            Self::Left => usual(frames::CloseCode::Left),
             Self::ClosedByClient(echo) => Some(echo),
             Self::Vanished => None,
-            Self::TimedOut => reason(close::GOING_AWAY, "client_timeout"),
-            Self::ShuttingDown => reason(close::GOING_AWAY, "server_shutting_down"),
-            Self::RateLimited => reason(close::POLICY, "rate_limited"),
-            Self::FrameTooBig => reason(close::TOO_BIG, "frame_too_large"),
-            Self::ProtocolError => reason(close::PROTOCOL_ERROR, "protocol_error"),
-            Self::TooSlow => reason(close::TRY_AGAIN_LATER, "too_slow"),
-            Self::JoinFailed => reason(close::JOIN_FAILED, "join_failed"),
+            Self::TimedOut => reason(frames::CloseCode::GoingAway, "client_timeout"),
+            Self::ShuttingDown => usual(frames::CloseCode::GoingAway),
+            Self::RateLimited => usual(frames::CloseCode::RateLimited),
+            Self::FrameTooBig => usual(frames::CloseCode::FrameTooLarge),
+            Self::ProtocolError => usual(frames::CloseCode::ProtocolError),
+            Self::TooSlow => usual(frames::CloseCode::TooSlow),
+            Self::JoinFailed => usual(frames::CloseCode::JoinFailed),
         }
     }
 }
@@ -105,7 +124,7 @@ pub(crate) async fn run(
                 tracing::warn!(%cause, "join failed");
             }
             let reason = CloseReason {
-                code: CloseCode::from(refusal.close_code()),
+                code: CloseCode::from(refusal.close_code().code()),
                 description: Some(refusal.reason().to_owned()),
             };
             close_with(socket, Some(Some(reason))).await;
@@ -136,7 +155,7 @@ pub(crate) async fn run(
         Err(ending) => ending,
     };
     drop(subscription);
-    membership.leave().await;
+    membership.leave(ending.departure()).await;
     close_with(socket, ending.close_reason()).await;
 }
 
@@ -187,24 +206,21 @@ async fn greet(
         }
     };
     let reserved = crate::routes::rooms::reserved(state, room).await;
-    let view = RoomView::open(record, reserved);
-    let members: Vec<String> = members.iter().map(ToString::to_string).collect();
-    let history: Vec<MessageView> = history.iter().map(MessageView::from).collect();
-    let joined = ServerFrame::Joined {
-        room: &view,
-        members: &members,
-        history: &history,
-    };
+    let joined = ServerFrame::Joined(JoinedFrame {
+        room: views::open_room(record, reserved),
+        members: members.iter().map(ToString::to_string).collect(),
+        history: history.iter().map(views::message).collect(),
+    });
     socket
         .text(joined.to_text())
         .await
         .map_err(|_| Ending::Vanished)?;
-    let presence = ServerFrame::Presence {
-        event: PresenceEvent::Joined,
-        user_id: membership.user().as_str(),
-        attending: record.attending,
-    };
-    state.hub.publish(room, Frame::from(presence.to_text()));
+    let presence = presence_text(
+        PresenceEvent::Joined,
+        membership.user().as_str(),
+        record.attending,
+    );
+    state.hub.publish(room, Frame::from(presence));
     Ok(())
 }
 
@@ -309,34 +325,26 @@ async fn handle_text(
     let room = membership.room();
     match state.db.post_message(room, membership.user(), &body).await {
         Ok(record) => {
-            let view = MessageView::from(&record);
-            state.hub.publish(room, Frame::from(message_text(&view)));
+            let message = ServerFrame::Message(views::message(&record));
+            state.hub.publish(room, Frame::from(message.to_text()));
             None
         }
         Err(error) => {
             // The session stays: the database may be back for the next message.
             tracing::warn!(%room, %error, "storing a message failed");
-            let frame = ServerFrame::Error {
-                code: "unavailable",
-                message: "the message could not be stored; nothing was sent",
-            };
-            socket
-                .text(frame.to_text())
-                .await
-                .err()
-                .map(|_| Ending::Vanished)
+            let frame = error_text(
+                FrameErrorCode::Unavailable,
+                "the message could not be stored; nothing was sent",
+            );
+            socket.text(frame).await.err().map(|_| Ending::Vanished)
         }
     }
 }
 
 /// Tells the client a frame was not accepted; the session stays open.
 async fn reject(socket: &mut Session, message: &str) -> Result<(), Ending> {
-    let frame = ServerFrame::Error {
-        code: "invalid_message",
-        message,
-    };
     socket
-        .text(frame.to_text())
+        .text(error_text(FrameErrorCode::InvalidMessage, message))
         .await
         .map_err(|_| Ending::Vanished)
 }

@@ -19,7 +19,7 @@ on_both_databases!(
 );
 
 /// Runs one SQL statement against the test database, behind the server's back.
-async fn execute(backend: Backend, url: &str, sql: &str) {
+pub async fn execute(backend: Backend, url: &str, sql: &str) {
     use diesel_async::{AsyncConnection as _, RunQueryDsl as _};
     match backend {
         Backend::Mysql => {

@@ -278,6 +278,12 @@ impl TestApp {
 
     /// Graceful shutdown, as on SIGTERM; waits until the server has finished.
     pub async fn shutdown(mut self) {
+        self.stop().await;
+    }
+
+    /// The same, keeping this value (and so its database) alive, e.g. to start another server
+    /// on the same database.
+    pub async fn stop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }

@@ -9,6 +9,8 @@ mod helpers;
 
 mod aborts;
 mod auth;
+mod bad_bytes;
+mod events;
 mod failures;
 mod faults;
 mod multinode;

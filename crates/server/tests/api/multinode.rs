@@ -72,7 +72,7 @@ pub async fn start_nodes(
     join_all((0..count).map(|_| Process::start_with(database_url, &settings))).await
 }
 
-async fn create_room(node: &Process, creator: &str, room: &str, capacity: u32) -> Value {
+pub async fn create_room(node: &Process, creator: &str, room: &str, capacity: u32) -> Value {
     let token = node.token(creator).await;
     let response = node
         .client
@@ -97,7 +97,7 @@ async fn reserve(node: &Process, token: &str, room: &str) -> reqwest::Response {
 }
 
 /// Reserves on `reserve_on` and confirms on `confirm_on`.
-async fn join(reserve_on: &Process, confirm_on: &Process, user: &str, room: &str) -> Ws {
+pub async fn join(reserve_on: &Process, confirm_on: &Process, user: &str, room: &str) -> Ws {
     let token = reserve_on.token(user).await;
     let response = reserve(reserve_on, &token, room).await;
     assert_eq!(response.status(), StatusCode::CREATED, "{user} reserves");

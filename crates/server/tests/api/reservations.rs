@@ -5,7 +5,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{AppOptions, Backend, error_of, spawn_app_with, ticket_of};
+use crate::helpers::{AppOptions, Backend, error_of, next_json, spawn_app_with, ticket_of};
 use crate::on_both_databases;
 
 on_both_databases!(
@@ -14,6 +14,7 @@ on_both_databases!(
     a_full_room_refuses_with_409,
     a_joined_user_cannot_reserve_again,
     cancelling_returns_the_permit_at_once,
+    a_creator_who_cancels_keeps_the_pending_room_until_its_ttl,
     unconfirmed_reservations_are_reclaimed_after_their_ttl,
     users_over_their_request_budget_get_429,
 );
@@ -116,6 +117,34 @@ async fn a_joined_user_cannot_reserve_again(backend: Backend) {
         (status, code.as_str()),
         (StatusCode::CONFLICT, "already_joined")
     );
+    app.shutdown().await;
+}
+
+async fn a_creator_who_cancels_keeps_the_pending_room_until_its_ttl(backend: Backend) {
+    let app = spawn_app_with(AppOptions::new(backend)).await;
+    let alice = app.token("alice").await;
+    app.create_room(&alice, "draft", 3).await;
+    assert_eq!(
+        app.cancel(&alice, "draft").await.status(),
+        StatusCode::NO_CONTENT
+    );
+    let view = app.room("draft").await;
+    assert_eq!(
+        (view["state"].as_str(), view["reserved"].as_u64()),
+        (Some("pending"), Some(0))
+    );
+    // Nobody else may take the id meanwhile, and the creator may still open the room.
+    let bob = app.token("bob").await;
+    let (status, code, _) = error_of(app.reserve_raw(&bob, "draft", None).await).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::CONFLICT, "room_pending")
+    );
+    let again = app.reserve(&alice, "draft").await;
+    let mut ws = app.ws(ticket_of(&again)).await;
+    let joined = next_json(&mut ws).await;
+    assert_eq!(joined["type"], "joined", "{joined}");
+    assert_eq!(joined["room"]["state"], "open");
     app.shutdown().await;
 }
 
