@@ -19,7 +19,7 @@ pub use queue::{PendingRoom, RoomQueueTracker};
 #[cfg(feature = "reaper")]
 pub use reaper::{ReapReport, Reaper, reap_once};
 #[cfg(feature = "redis")]
-pub use redis_store::{RedisPendingRooms, RedisPermitStore, RedisSettings};
+pub use redis_store::{RedisPendingRooms, RedisPermitStore, RedisSettings, key_prefix_problem};
 pub use registry::{
     RegistryReap, RegistrySettings, Reservation, ReserveRequest, RoomCounts, SemaphoreRegistry,
 };

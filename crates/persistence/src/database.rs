@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
@@ -39,6 +40,15 @@ struct Inner {
     pools: Pools,
     guard: JoinGuard,
     acquire_timeout: Duration,
+    /// Whether the last use of a MySQL connection found the server answering (an error it
+    /// answered with counts as answering); see [`Database::answering`].
+    answering: AtomicBool,
+}
+
+impl Inner {
+    fn answered(&self, answering: bool) {
+        self.answering.store(answering, Ordering::Relaxed);
+    }
 }
 
 impl fmt::Debug for Database {
@@ -57,13 +67,17 @@ macro_rules! with_conn {
         let timeout = $db.inner.acquire_timeout;
         match &$db.inner.pools {
             Pools::Mysql(pool) => {
-                let mut pooled = checkout(pool, timeout).await?;
+                let mut pooled = checkout(pool, timeout)
+                    .await
+                    .inspect_err(|_| $db.inner.answered(false))?;
                 let outcome = async {
                     let $conn: &mut MysqlConn = &mut pooled;
                     $body
                 }
                 .await
                 .map_err(PersistenceError::from);
+                $db.inner
+                    .answered(!matches!(outcome, Err(PersistenceError::Unavailable(_))));
                 discard_if_unavailable(pooled, &outcome);
                 outcome
             }
@@ -89,7 +103,9 @@ macro_rules! transaction {
         let timeout = $db.inner.acquire_timeout;
         match &$db.inner.pools {
             Pools::Mysql(pool) => {
-                let mut pooled = checkout(pool, timeout).await?;
+                let mut pooled = checkout(pool, timeout)
+                    .await
+                    .inspect_err(|_| $db.inner.answered(false))?;
                 let connection: &mut MysqlConn = &mut pooled;
                 let mut attempt = 0;
                 let outcome = loop {
@@ -107,6 +123,7 @@ macro_rules! transaction {
                         outcome => break outcome,
                     }
                 };
+                $db.inner.answered(!matches!(&outcome, Err(e) if e.spoils_connection()));
                 match outcome {
                     Err(e) if e.spoils_connection() => {
                         // A dead connection must not go back to the pool (see `Recycler`).
@@ -219,6 +236,7 @@ impl Database {
                 pools,
                 guard: settings.join_guard,
                 acquire_timeout: settings.acquire_timeout,
+                answering: AtomicBool::new(true),
             }),
         })
     }
@@ -229,6 +247,14 @@ impl Database {
 
     pub fn join_guard(&self) -> JoinGuard {
         self.inner.guard
+    }
+
+    /// Whether the database answered the last time this process used it: false from the first
+    /// operation that could not reach it until the next one that did. A caller about to promise
+    /// something the database must honour later (a seat) without asking it now checks this
+    /// first. Always true on SQLite, which lives in this process.
+    pub fn answering(&self) -> bool {
+        AtomicBool::load(&self.inner.answering, Ordering::Relaxed)
     }
 
     /// Succeeds when a connection can be had and answers a query (readiness probes).

@@ -133,6 +133,7 @@ fn authenticate(req: &HttpRequest) -> Result<AuthenticatedUser, ApiError> {
         })
         .ok_or(ApiError::Unauthenticated)?;
     let user = state.tokens.verify(token)?;
+    crate::telemetry::record_user(&user);
     state.limits.check_user(&user)?;
     Ok(AuthenticatedUser(user))
 }

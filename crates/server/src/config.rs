@@ -9,6 +9,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use roomgate_persistence::DatabaseSettings;
 use serde::Deserialize;
 
 /// The defaults, compiled in so that the binary runs with no file at all.
@@ -22,7 +23,9 @@ pub const CONFIG_FILE_VAR: &str = "ROOMGATE_CONFIG";
 pub struct Settings {
     pub server: ServerSettings,
     pub log: LogSettings,
-    pub database: DatabaseConfig,
+    /// The persistence crate's own type: it refuses unknown keys, parses `join_guard` and
+    /// keeps the URL's password out of `Debug` output.
+    pub database: DatabaseSettings,
     pub auth: AuthSettings,
     pub admission: AdmissionSettings,
     pub rooms: RoomSettings,
@@ -54,17 +57,6 @@ pub enum LogFormat {
 pub struct LogSettings {
     pub filter: String,
     pub format: LogFormat,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DatabaseConfig {
-    /// May carry a password, hence secret.
-    pub url: Secret,
-    pub join_guard: String,
-    pub max_connections: u32,
-    pub connect_timeout_ms: u64,
-    pub acquire_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -318,12 +310,15 @@ impl Settings {
                 "reservation and pending-room TTLs must be at least 1 ms",
             );
         }
+        if self.database.max_connections == 0 {
+            return invalid("database.max_connections", "must be at least 1");
+        }
         let redis = self.redis.url.expose();
         if !redis.is_empty() && !redis.starts_with("redis://") && !redis.starts_with("rediss://") {
             return invalid("redis.url", "must be empty or a redis:// or rediss:// URL");
         }
-        if self.redis.key_prefix.contains(['{', '}']) {
-            return invalid("redis.key_prefix", "must not contain '{' or '}'");
+        if let Some(problem) = roomgate_admission::key_prefix_problem(&self.redis.key_prefix) {
+            return invalid("redis.key_prefix", problem);
         }
         if self.node.lease_ms < 2 * self.node.heartbeat_interval_ms {
             return invalid(
@@ -337,6 +332,8 @@ impl Settings {
 
 #[cfg(test)]
 mod tests {
+    use roomgate_persistence::JoinGuard;
+
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -350,7 +347,9 @@ mod tests {
     fn embedded_defaults_load() {
         let s = Settings::load_from(None, env(&[])).unwrap();
         assert_eq!(s.server.bind.to_string(), "127.0.0.1:8080");
-        assert_eq!(s.database.url.expose(), "sqlite://data/roomgate.db");
+        assert_eq!(s.database.url, "sqlite://data/roomgate.db");
+        assert_eq!(s.database.join_guard, JoinGuard::Conditional);
+        assert_eq!(s.database.connect_timeout, Duration::from_millis(5000));
         assert!(s.auth.dev_tokens);
         assert_eq!(s.admission.reservation_ttl_ms, 30_000);
         assert_eq!(s.rooms.max_capacity, 10_000);
@@ -396,6 +395,33 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("nope"), "{err}");
+    }
+
+    #[test]
+    fn the_database_section_is_the_persistence_crates_settings() {
+        let s = Settings::load_from(
+            None,
+            env(&[
+                ("ROOMGATE__DATABASE__JOIN_GUARD", "optimistic"),
+                ("ROOMGATE__DATABASE__ACQUIRE_TIMEOUT_MS", "250"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.database.join_guard, JoinGuard::Optimistic);
+        assert_eq!(s.database.acquire_timeout, Duration::from_millis(250));
+
+        let err = Settings::load_from(None, env(&[("ROOMGATE__DATABASE__JOIN_GAURD", "x")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("join_gaurd"), "{err}");
+        let err = Settings::load_from(None, env(&[("ROOMGATE__DATABASE__JOIN_GUARD", "eager")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("eager") && err.contains("join_guard"), "{err}");
+        let err = Settings::load_from(None, env(&[("ROOMGATE__DATABASE__MAX_CONNECTIONS", "0")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("database.max_connections"), "{err}");
     }
 
     #[test]

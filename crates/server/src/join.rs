@@ -76,7 +76,10 @@ pub async fn admit(
     let guard = state.permits.confirm(&ticket, session).await?;
     let seat = ClaimedSeat::claim(state, guard);
     match commit_membership(state, seat.key()).await {
-        Ok(record) => Ok((Membership::new(Arc::clone(state), seat), record)),
+        Ok(record) => {
+            state.catalog.remember(&record);
+            Ok((Membership::new(Arc::clone(state), seat), record))
+        }
         Err(refusal @ Refusal::Interrupted(_)) => {
             // The commit may have reached the database even though its answer did not reach
             // us; the seat stays claimed until any row it wrote is gone. The client is told at

@@ -5,6 +5,7 @@
 //! [`hub`] fans frames out; [`error`] is the only place that chooses HTTP status codes.
 
 pub mod auth;
+pub mod catalog;
 pub mod config;
 pub mod error;
 pub mod event_relay;

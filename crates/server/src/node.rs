@@ -9,7 +9,7 @@ use roomgate_domain::{NodeId, SessionId, UserRoomKey};
 use roomgate_persistence::{Database, DepartureReason, PersistenceError};
 use tokio::task::JoinHandle;
 
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, ReapedKind};
 use crate::session::membership::announce_departure;
 use crate::state::AppState;
 
@@ -32,7 +32,7 @@ pub async fn boot(
                 "reclaimed memberships left by earlier runs"
             );
         }
-        metrics.reaped("member", reclaimed.len());
+        metrics.reaped(ReapedKind::Member, reclaimed.len());
     }
     Ok(())
 }
@@ -89,7 +89,7 @@ async fn reclaim_dead_nodes(state: &AppState) {
         members = reclaimed.len(),
         "reclaimed the members of dead nodes"
     );
-    state.metrics.reaped("member", reclaimed.len());
+    state.metrics.reaped(ReapedKind::Member, reclaimed.len());
     for member in reclaimed {
         let attending = match state.db.get_room(&member.room).await {
             Ok(Some(record)) => record.attending,
@@ -152,7 +152,7 @@ pub async fn reconcile_rows(state: &AppState) -> usize {
             }
         }
     }
-    state.metrics.reaped("orphan_member", removed);
+    state.metrics.reaped(ReapedKind::OrphanMember, removed);
     removed
 }
 
@@ -200,7 +200,7 @@ async fn reconcile_redis_seats(
             }
         }
     }
-    state.metrics.reaped("orphan_seat", released);
+    state.metrics.reaped(ReapedKind::OrphanSeat, released);
     unclaimed
 }
 
@@ -212,7 +212,7 @@ pub async fn retire(db: &Database, node: NodeId, metrics: &Metrics) {
             if !reclaimed.is_empty() {
                 tracing::warn!(members = reclaimed.len(), "memberships removed at shutdown");
             }
-            metrics.reaped("member", reclaimed.len());
+            metrics.reaped(ReapedKind::Member, reclaimed.len());
         }
         Err(error) => {
             tracing::error!(%error, "could not remove this node; its members are reclaimed at the next boot");

@@ -14,18 +14,18 @@ use roomgate_admission::{
     RegistrySettings, RoomQueueTracker, SemaphoreRegistry, SystemClock,
 };
 use roomgate_domain::NodeId;
-use roomgate_persistence::{Database, DatabaseSettings, JoinGuard};
+use roomgate_persistence::Database;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::{SecretSource, TokenKeys};
-use crate::config::{DatabaseConfig, Settings};
+use crate::config::Settings;
 use crate::error::{self, extractors};
 use crate::event_relay::EventRelay;
 use crate::fanout::{FanoutTimeouts, RedisFanout};
 use crate::hub::{Hub, LocalRooms};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, ReapedKind};
 use crate::rate_limit::{RateLimits, limit_by_ip};
 use crate::state::AppState;
 use crate::{node, routes};
@@ -51,43 +51,19 @@ impl std::fmt::Debug for Application {
     }
 }
 
-/// Maps the `[database]` section onto the persistence crate's settings.
-pub fn database_settings(config: &DatabaseConfig) -> anyhow::Result<DatabaseSettings> {
-    let join_guard: JoinGuard = config
-        .join_guard
-        .parse()
-        .map_err(|e| anyhow::anyhow!("configuration key database.join_guard: {e}"))?;
-    Ok(DatabaseSettings {
-        url: config.url.expose().to_owned(),
-        max_connections: config.max_connections.max(1),
-        connect_timeout: Duration::from_millis(config.connect_timeout_ms),
-        acquire_timeout: Duration::from_millis(config.acquire_timeout_ms),
-        join_guard,
-    })
-}
-
-/// SQLite will not create the folder of its file; a newcomer's first run should just work.
-fn ensure_sqlite_folder(url: &str) -> anyhow::Result<()> {
-    let Some(path) = url.strip_prefix("sqlite://") else {
-        return Ok(());
-    };
-    let path = path.split('?').next().unwrap_or(path);
-    if path.is_empty() || path == ":memory:" {
-        return Ok(());
-    }
-    if let Some(folder) = std::path::Path::new(path).parent() {
-        if !folder.as_os_str().is_empty() {
-            std::fs::create_dir_all(folder)
-                .with_context(|| format!("creating the database folder {}", folder.display()))?;
-        }
-    }
-    Ok(())
-}
-
 impl Application {
     /// Connects to the database, reclaims what earlier runs left, binds the listener and
     /// starts the background tasks. Needs a tokio runtime.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        Self::build_with_clock(settings, Arc::new(SystemClock)).await
+    }
+
+    /// The same, with `clock` as the source of time for every TTL (reservations, pending
+    /// rooms), so that tests can move time instead of sleeping it out.
+    pub async fn build_with_clock(
+        settings: Settings,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Self> {
         let (tokens, secret) = TokenKeys::from_settings(&settings.auth)?;
         if secret == SecretSource::Development {
             tracing::warn!(
@@ -95,15 +71,13 @@ impl Application {
                  read. Tokens prove nothing; set auth.jwt_secret before exposing this server."
             );
         }
-        let db_settings = database_settings(&settings.database)?;
-        ensure_sqlite_folder(settings.database.url.expose())?;
-        let db = Database::connect(&db_settings)
+        // Creates a missing SQLite folder, so a newcomer's first run just works.
+        let db = Database::connect(&settings.database)
             .await
             .context("connecting to the database")?;
 
         let metrics = Metrics::new().context("registering metrics")?;
         let node = NodeId::random();
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let shutdown = CancellationToken::new();
         let (permits, pending, hub) = admission_backend(&settings, node, &clock, &shutdown)?;
         node::boot(&db, node, &metrics, !permits.is_shared())
@@ -127,6 +101,7 @@ impl Application {
             node,
             shutdown,
             live_seats: Default::default(),
+            catalog: Default::default(),
             sessions: TaskTracker::new(),
             evictions: Default::default(),
             settings,
@@ -140,8 +115,8 @@ impl Application {
             pending,
             state.settings.admission.reaper_interval(),
             move |report| {
-                reaped.reaped("reservation", report.reservations);
-                reaped.reaped("pending_room", report.pending_rooms);
+                reaped.reaped(ReapedKind::Reservation, report.reservations);
+                reaped.reaped(ReapedKind::PendingRoom, report.pending_rooms);
             },
         );
         let heartbeat = node::spawn_liveness(Arc::clone(&state));
@@ -295,6 +270,7 @@ fn http_server(state: &Arc<AppState>, listener: TcpListener) -> anyhow::Result<S
             .app_data(extractors::query_config())
             .wrap(from_fn(limit_by_ip))
             .wrap(from_fn(routes::ws::close_refused_upgrades))
+            .wrap(from_fn(crate::telemetry::trace_request))
             .configure(|cfg| routes::configure(cfg, dev_tokens))
             .default_service(web::to(error::unmatched))
     })

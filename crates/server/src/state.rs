@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::TokenKeys;
+use crate::catalog::RoomCatalog;
 use crate::config::Settings;
 use crate::hub::Hub;
 use crate::live_seats::LiveSeats;
@@ -34,6 +35,8 @@ pub struct AppState {
     /// The seats this node's sessions hold, from confirmation until their row is gone; what
     /// the reconciliation compares the database against.
     pub live_seats: Arc<LiveSeats>,
+    /// The immutable facts of rooms this node has read, for reservations without a read.
+    pub catalog: RoomCatalog,
     /// Every live WebSocket session, so that shutdown can wait for them to leave their rooms.
     pub sessions: TaskTracker,
     /// Fires to close every session of this node without shutting down (the node lost its

@@ -67,13 +67,21 @@ pub(crate) fn unavailable(error: redis::RedisError) -> StoreError {
     StoreError::Unavailable(error.to_string())
 }
 
+/// Why `prefix` cannot prefix Roomgate's keys, if it cannot: a brace would change the keys' hash
+/// tag (`{room}`), and with it which Cluster slot a room's keys share.
+pub fn key_prefix_problem(prefix: &str) -> Option<&'static str> {
+    prefix
+        .contains(['{', '}'])
+        .then_some("must not contain '{' or '}'")
+}
+
 /// Opens the (lazy, self-reconnecting) connection shared by the permit and pending-room stores.
 /// Nothing is sent yet, so a node starts even while Redis is down and recovers when it is back.
 pub(crate) fn open(settings: &RedisSettings) -> Result<Arc<Shared>, StoreError> {
-    if settings.key_prefix.contains(['{', '}']) {
-        return Err(StoreError::Unavailable(
-            "redis key prefix must not contain '{' or '}'".into(),
-        ));
+    if let Some(problem) = key_prefix_problem(&settings.key_prefix) {
+        return Err(StoreError::Unavailable(format!(
+            "redis key prefix {problem}"
+        )));
     }
     let client = redis::Client::open(settings.url.as_str()).map_err(unavailable)?;
     let config = ConnectionManagerConfig::new()

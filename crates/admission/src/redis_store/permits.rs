@@ -1,7 +1,6 @@
 //! `RedisPermitStore`: the `PermitStore` shared by every node.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use redis::AsyncCommands;
@@ -118,15 +117,18 @@ impl RedisPermitStore {
     }
 
     /// Moves this store's view of Redis's clock forward, so that tests exercise expiry without
-    /// sleeping. Production code never calls it.
+    /// sleeping. Only in builds with the `testing` feature.
+    #[cfg(feature = "testing")]
     pub fn advance_clock(&self, by: Duration) {
         let millis = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
         self.shared
             .clock_offset_ms
-            .fetch_add(millis, Ordering::Relaxed);
+            .fetch_add(millis, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// Every key this store's prefix owns; for tests that check nothing was left behind.
+    /// Every key this store's prefix owns; for tests that check nothing was left behind. Runs
+    /// `KEYS`, which blocks Redis, so only in builds with the `testing` feature.
+    #[cfg(feature = "testing")]
     pub async fn keys_in_use(&self) -> Result<Vec<String>, StoreError> {
         let mut connection = self.shared.connection();
         let pattern = format!("{}*", self.shared.keys.prefix());

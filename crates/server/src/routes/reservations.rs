@@ -5,23 +5,36 @@ use roomgate_admission::{PendingRooms, PermitStore, ReserveRequest};
 use roomgate_domain::{Capacity, PasswordHash};
 
 use crate::auth::AuthenticatedUser;
+use crate::catalog::KnownRoom;
 use crate::error::extractors::read_optional_json;
 use roomgate_api::{ErrorBody, ReservationView, ReserveRequest as ReserveRequestBody};
 
 use crate::error::ApiError;
+use crate::metrics::ReservationOutcome;
 use crate::routes::rooms::{path_room_id, until};
 use crate::state::AppState;
 use crate::views;
 
 /// The `outcome` label of `roomgate_reservations_total` for a refusal.
-pub fn outcome(err: &ApiError) -> &'static str {
+pub fn outcome(err: &ApiError) -> ReservationOutcome {
     match err {
-        ApiError::RoomFull { .. } => "room_full",
-        ApiError::AlreadyJoined { .. } => "already_joined",
-        ApiError::WrongPassword => "wrong_password",
-        ApiError::RoomNotFound { .. } => "room_not_found",
-        ApiError::RoomPending { .. } => "room_pending",
-        _ => "unavailable",
+        ApiError::RoomFull { .. } => ReservationOutcome::RoomFull,
+        ApiError::AlreadyJoined { .. } => ReservationOutcome::AlreadyJoined,
+        ApiError::WrongPassword => ReservationOutcome::WrongPassword,
+        ApiError::RoomNotFound { .. } => ReservationOutcome::RoomNotFound,
+        ApiError::RoomPending { .. } => ReservationOutcome::RoomPending,
+        ApiError::RoomExists { .. } => ReservationOutcome::RoomExists,
+        ApiError::RateLimited { .. } => ReservationOutcome::RateLimited,
+        ApiError::Unavailable(_) => ReservationOutcome::Unavailable,
+        ApiError::Internal(_) => ReservationOutcome::Internal,
+        // Refusals of the request itself; the last four are answered before a handler that
+        // counts runs, and are counted as invalid should one ever reach it.
+        ApiError::InvalidRequest { .. }
+        | ApiError::PayloadTooLarge { .. }
+        | ApiError::Unauthenticated
+        | ApiError::NotFound
+        | ApiError::MethodNotAllowed { .. }
+        | ApiError::ReservationNotFound { .. } => ReservationOutcome::InvalidRequest,
     }
 }
 
@@ -54,9 +67,9 @@ pub async fn reserve(
     let result = hold_seat(&state, user, &room_id, body).await;
     match &result {
         Ok(response) if response.status() == actix_web::http::StatusCode::CREATED => {
-            state.metrics.reservation("created");
+            state.metrics.reservation(ReservationOutcome::Created);
         }
-        Ok(_) => state.metrics.reservation("existing"),
+        Ok(_) => state.metrics.reservation(ReservationOutcome::Existing),
         Err(err) => state.metrics.reservation(outcome(err)),
     }
     result
@@ -83,8 +96,17 @@ async fn hold_seat(
             ),
         ));
     }
+    if let Some(known) = known_room(state, &room) {
+        if let Some(hash) = known.password_hash {
+            check_password(hash, password).await?;
+        }
+        // No read, so no attendance: in memory every member holds a permit of this store, so
+        // the pool already counts them (a pool with members is never evicted).
+        return take_seat(state, room, user, known.capacity, 0).await;
+    }
     let (capacity, occupied) = match state.db.get_room(&room).await? {
         Some(record) => {
+            state.catalog.remember(&record);
             if let Some(hash) = record.password_hash {
                 check_password(hash, password).await?;
             }
@@ -106,6 +128,28 @@ async fn hold_seat(
             }
         },
     };
+    take_seat(state, room, user, capacity, occupied).await
+}
+
+/// The catalog's entry for `room`, when phase 1 may rely on it without asking the database:
+/// only with the in-memory permit store (with Redis, seats of a dead node may still be counted
+/// by the database and not yet by Redis, which the read's `attending` covers), and only while
+/// the database answers, so that a reservation still answers 503 rather than promise a seat the
+/// database cannot honour.
+fn known_room(state: &AppState, room: &roomgate_domain::RoomId) -> Option<KnownRoom> {
+    if state.permits.is_shared() || !state.db.answering() {
+        return None;
+    }
+    state.catalog.get(room)
+}
+
+async fn take_seat(
+    state: &AppState,
+    room: roomgate_domain::RoomId,
+    user: roomgate_domain::UserId,
+    capacity: Capacity,
+    occupied: u32,
+) -> Result<HttpResponse, ApiError> {
     let reservation = state
         .permits
         .reserve(ReserveRequest {

@@ -129,7 +129,9 @@ pub async fn create_room(
             return Err(err);
         }
     };
-    state.metrics.reservation("created");
+    state
+        .metrics
+        .reservation(crate::metrics::ReservationOutcome::Created);
     let room = views::pending_room(
         &pending,
         registered_at(&state, expires_at),
@@ -225,6 +227,7 @@ pub async fn get_room(
 /// The room as clients see it, from the database if open, else from the pending registry.
 pub async fn room_view(state: &AppState, id: &RoomId) -> Result<RoomView, ApiError> {
     if let Some(record) = state.db.get_room(id).await? {
+        state.catalog.remember(&record);
         return Ok(views::open_room(&record, reserved(state, id).await));
     }
     match state.pending.get(id).await? {

@@ -16,6 +16,7 @@ use std::time::Duration;
 use roomgate_admission::SeatGuard;
 use roomgate_domain::{RoomId, UserId, UserRoomKey};
 use roomgate_persistence::DepartureReason;
+use tracing::Instrument as _;
 
 use crate::hub::Frame;
 use crate::live_seats::SeatClaim;
@@ -57,13 +58,24 @@ impl ClaimedSeat {
 /// left.
 pub async fn undo_join(state: Arc<AppState>, seat: ClaimedSeat) {
     let key = seat.key().clone();
-    if remove_row(&state, &key.room, &key.user, DepartureReason::Disconnected)
-        .await
-        .is_some()
-    {
-        tracing::info!(room = %key.room, user = %key.user, "removed the row of a join that failed");
+    let span = span(&key.room, &key.user);
+    async move {
+        if remove_row(&state, &key.room, &key.user, DepartureReason::Disconnected)
+            .await
+            .is_some()
+        {
+            tracing::info!("removed the row of a join that failed");
+        }
+        drop(seat);
     }
-    drop(seat);
+    .instrument(span)
+    .await;
+}
+
+/// The span of one session, carrying its room and user so that log lines inside need not.
+/// A root span: a session's work, and any cleanup spawned for it, belongs to no request.
+pub(crate) fn span(room: &RoomId, user: &UserId) -> tracing::Span {
+    tracing::info_span!(parent: None, "session", room = %room, user = %user)
 }
 
 #[derive(Debug)]
@@ -124,7 +136,7 @@ impl Drop for Membership {
         );
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
-                runtime.spawn(cleanup);
+                runtime.spawn(cleanup.instrument(span(&self.room, &self.user)));
             }
             Err(_) => {
                 // No runtime left (the process is ending): the permit goes back as the future
@@ -174,7 +186,7 @@ async fn remove_row(
         match state.db.leave(room, user, reason).await {
             Ok(removed) => {
                 if failures > 0 {
-                    tracing::info!(%room, %user, failures, "left the room once the database answered again");
+                    tracing::info!(failures, "left the room once the database answered again");
                 }
                 return removed;
             }
@@ -182,7 +194,7 @@ async fn remove_row(
                 failures += 1;
                 // One line when it starts and then every few seconds, not one per try.
                 if failures == 1 || failures % 20 == 0 {
-                    tracing::warn!(%room, %user, %error, failures, "leaving the room failed; retrying until the database answers");
+                    tracing::warn!(%error, failures, "leaving the room failed; retrying until the database answers");
                 }
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(MAX_RETRY_DELAY);

@@ -17,6 +17,7 @@ use futures_util::StreamExt as _;
 use roomgate_domain::{MessageBody, SessionId};
 use roomgate_persistence::{DepartureReason, RoomRecord};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use crate::hub::{Frame, Subscription};
 use crate::join;
@@ -131,32 +132,38 @@ pub(crate) async fn run(
             return;
         }
     };
-    let mut subscription = state.hub.subscribe(
-        membership.room().clone(),
-        session,
-        state.settings.ws.outbound_queue_frames,
-    );
-    let ending = match greet(&state, &mut socket, &membership, &record).await {
-        Ok(()) => {
-            state
-                .metrics
-                .join_duration
-                .observe(upgraded_at.elapsed().as_secs_f64());
-            converse(
-                &state,
-                &mut socket,
-                &mut incoming,
-                &mut subscription,
-                &membership,
-                &closed,
-            )
-            .await
-        }
-        Err(ending) => ending,
-    };
-    drop(subscription);
-    membership.leave(ending.departure()).await;
-    close_with(socket, ending.close_reason()).await;
+    // From here on every log line of the session carries its room and user.
+    let span = membership::span(membership.room(), membership.user());
+    async move {
+        let mut subscription = state.hub.subscribe(
+            membership.room().clone(),
+            session,
+            state.settings.ws.outbound_queue_frames,
+        );
+        let ending = match greet(&state, &mut socket, &membership, &record).await {
+            Ok(()) => {
+                state
+                    .metrics
+                    .join_duration
+                    .observe(upgraded_at.elapsed().as_secs_f64());
+                converse(
+                    &state,
+                    &mut socket,
+                    &mut incoming,
+                    &mut subscription,
+                    &membership,
+                    &closed,
+                )
+                .await
+            }
+            Err(ending) => ending,
+        };
+        drop(subscription);
+        membership.leave(ending.departure()).await;
+        close_with(socket, ending.close_reason()).await;
+    }
+    .instrument(span)
+    .await;
 }
 
 async fn close_with(socket: Session, reason: Option<Option<CloseReason>>) {
@@ -201,7 +208,7 @@ async fn greet(
     let (members, history) = match (members, history) {
         (Ok(members), Ok(history)) => (members, history),
         (Err(error), _) | (_, Err(error)) => {
-            tracing::warn!(%room, %error, "could not load the room for the joined frame");
+            tracing::warn!(%error, "could not load the room for the joined frame");
             return Err(Ending::JoinFailed);
         }
     };
@@ -331,7 +338,7 @@ async fn handle_text(
         }
         Err(error) => {
             // The session stays: the database may be back for the next message.
-            tracing::warn!(%room, %error, "storing a message failed");
+            tracing::warn!(%error, "storing a message failed");
             let frame = error_text(
                 FrameErrorCode::Unavailable,
                 "the message could not be stored; nothing was sent",

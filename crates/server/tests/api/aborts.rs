@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt as _;
 use reqwest::StatusCode;
-use serde_json::json;
+use roomgate_api::ReservationView;
 use tokio::io::AsyncWriteExt as _;
 use tokio_tungstenite::MaybeTlsStream;
 
 use crate::helpers::{
-    AppOptions, Backend, TestApp, Ws, next_json, send_json, spawn_app_with, ticket_of,
+    AppOptions, Backend, TestApp, Ws, next_joined, say, send_frame, spawn_app_with,
 };
 use crate::on_both_databases;
 
@@ -64,25 +64,21 @@ async fn two_hundred_abrupt_aborts_each_free_their_seat_within_500_ms(backend: B
             } else {
                 // One more message reaches everyone; the leaving clients never read it, so
                 // their kernels hold unread bytes when the connections end.
-                send_json(
-                    &mut leaving[0],
-                    &json!({"type": "message", "body": "unread"}),
-                )
-                .await;
+                send_frame(&mut leaving[0], &say("unread")).await;
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             let started = Instant::now();
             let kept = abort_all(leaving, how).await;
             let view = app
                 .wait_for_room(&room, Duration::from_secs(15), |view| {
-                    view["attending"] == staying && view["reserved"] == 0
+                    view.attending as usize == staying && view.reserved == 0
                 })
                 .await;
             let took = started.elapsed();
             assert!(
                 took <= WITHIN,
                 "round {round} wave {wave} ({how:?}, reading: {reading}): {AT_ONCE} seats came back \
-                 after {took:?}, not within {WITHIN:?}; room {view}"
+                 after {took:?}, not within {WITHIN:?}; room {view:?}"
             );
             drop(kept);
             aborted += AT_ONCE;
@@ -98,8 +94,8 @@ async fn two_hundred_abrupt_aborts_each_free_their_seat_within_500_ms(backend: B
 async fn storm_into(app: &TestApp, room: &str) -> Vec<Ws> {
     let creator = app.token(&format!("{room}-creator")).await;
     let created = app.create_room(&creator, room, CAPACITY).await;
-    let mut members = vec![app.ws(ticket_of(&created["reservation"])).await];
-    assert_eq!(next_json(&mut members[0]).await["type"], "joined");
+    let mut members = vec![app.ws(&created.reservation.ticket).await];
+    next_joined(&mut members[0]).await;
     let mut tokens = Vec::new();
     for user in 0..STORM {
         tokens.push(app.token(&format!("{room}-u{user}")).await);
@@ -112,8 +108,8 @@ async fn storm_into(app: &TestApp, room: &str) -> Vec<Ws> {
     for answer in answers {
         match answer.status() {
             StatusCode::CREATED => {
-                let body: serde_json::Value = answer.json().await.unwrap();
-                tickets.push(ticket_of(&body).to_owned());
+                let body: ReservationView = answer.json().await.unwrap();
+                tickets.push(body.ticket);
             }
             StatusCode::CONFLICT => {}
             other => panic!("a storm reservation answered {other}"),
@@ -126,11 +122,11 @@ async fn storm_into(app: &TestApp, room: &str) -> Vec<Ws> {
     );
     for ticket in &tickets {
         let mut ws = app.ws(ticket).await;
-        assert_eq!(next_json(&mut ws).await["type"], "joined");
+        next_joined(&mut ws).await;
         members.push(ws);
     }
     app.wait_for_room(room, Duration::from_secs(5), |view| {
-        view["attending"] == CAPACITY && view["reserved"] == 0
+        view.attending == CAPACITY && view.reserved == 0
     })
     .await;
     members

@@ -2,7 +2,8 @@
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use roomgate_api::{DevTokenResponse, ErrorCode};
+use serde_json::json;
 
 use crate::helpers::{AppOptions, Backend, error_of, settings_for, spawn_app, spawn_app_with};
 
@@ -32,10 +33,10 @@ async fn dev_tokens_are_issued_for_valid_user_ids() {
         )
         .await;
     assert_eq!(response.status(), StatusCode::OK);
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(body["user_id"], "alice.b-c_d");
-    assert!(body["token"].as_str().unwrap().split('.').count() == 3);
-    assert!(body["expires_at"].as_str().unwrap().ends_with('Z'));
+    let body: DevTokenResponse = response.json().await.unwrap();
+    assert_eq!(body.user_id, "alice.b-c_d");
+    assert!(body.token.split('.').count() == 3);
+    assert!(body.expires_at.ends_with('Z'));
     for bad in [
         json!({"user_id": ""}),
         json!({"user_id": "a b"}),
@@ -45,8 +46,8 @@ async fn dev_tokens_are_issued_for_valid_user_ids() {
         let (status, code, details) =
             error_of(app.post("/api/v1/dev/tokens", None, &bad).await).await;
         assert_eq!(
-            (status, code.as_str()),
-            (StatusCode::BAD_REQUEST, "invalid_request"),
+            (status, code),
+            (StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest),
             "{bad}"
         );
         assert_eq!(details["field"], "user_id", "{bad}");
@@ -77,8 +78,8 @@ async fn bad_tokens_are_refused_with_401() {
         let (status, code, _) =
             error_of(app.post("/api/v1/rooms", token.as_deref(), &body).await).await;
         assert_eq!(
-            (status, code.as_str()),
-            (StatusCode::UNAUTHORIZED, "unauthenticated"),
+            (status, code),
+            (StatusCode::UNAUTHORIZED, ErrorCode::Unauthenticated),
             "{token:?}"
         );
     }
@@ -180,7 +181,7 @@ async fn per_ip_limits_apply_when_configured() {
     }
     let response = limited.expect("the fifth request from one address is over the budget");
     assert!(response.headers().contains_key("retry-after"));
-    assert_eq!(error_of(response).await.1, "rate_limited");
+    assert_eq!(error_of(response).await.1, ErrorCode::RateLimited);
     // Probes are never throttled.
     assert_eq!(app.get("/healthz").await.status(), StatusCode::OK);
 }

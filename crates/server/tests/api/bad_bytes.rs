@@ -31,7 +31,7 @@ use serde_json::{Map, Value, json};
 use tokio::runtime::Runtime;
 use tokio_tungstenite::tungstenite::{self, Message};
 
-use crate::helpers::{AppOptions, Backend, TestApp, Ws, next_json, spawn_app_with, ticket_of};
+use crate::helpers::{AppOptions, Backend, TestApp, Ws, next_json, spawn_app_with};
 
 /// Cases per property: enough to meet every kind of input in each run, few enough that the
 /// five servers together finish in about ten seconds.
@@ -862,10 +862,7 @@ fn reservations_answer_every_body_by_the_contract() {
     );
     assert!(ticket.borrow().is_some(), "no case reserved a seat");
     let room = harness.block_on(app.room("open"));
-    assert_eq!(
-        (room["attending"].clone(), room["reserved"].clone()),
-        (json!(1), json!(1))
-    );
+    assert_eq!((room.attending, room.reserved), (1, 1));
     harness.finish();
 }
 
@@ -1067,7 +1064,7 @@ fn ticket_queries_never_admit_and_never_break_the_server() {
     let app = harness.app();
     let token = harness.block_on(app.token("alice"));
     let created = harness.block_on(app.create_room(&token, "lobby", 4));
-    let live = ticket_of(&created["reservation"]).to_owned();
+    let live = created.reservation.ticket.clone();
     harness.run(ticket_query(live.clone()), |query| {
         let tickets = tickets_in(&query);
         prop_assume!(!tickets.contains(&live));

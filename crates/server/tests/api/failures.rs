@@ -5,11 +5,12 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use reqwest::StatusCode;
+use roomgate_api::{CloseCode, ErrorCode, PresenceEvent, PresenceFrame};
 
 use crate::fixtures::Relay;
 use crate::helpers::{
-    AppOptions, Backend, error_of, expect_close, next_json, next_of_type, permits_held,
-    spawn_app_with, test_database, ticket_of,
+    AppOptions, Backend, error_of, expect_close, next_joined, next_presence, permits_held,
+    spawn_app_with, test_database,
 };
 use crate::on_both_databases;
 
@@ -60,10 +61,10 @@ async fn a_join_the_database_cannot_commit_closes_with_4500_and_returns_the_perm
         "ALTER TABLE participants RENAME TO participants_away",
     )
     .await;
-    let mut ws = app.ws(ticket_of(&reservation)).await;
+    let mut ws = app.ws(&reservation.ticket).await;
     assert_eq!(
         expect_close(&mut ws).await,
-        (4500, "join_failed".to_owned())
+        (CloseCode::JoinFailed.code(), "join_failed".to_owned())
     );
     assert_eq!(
         permits_held(&app.get("/metrics").await.text().await.unwrap()),
@@ -79,7 +80,7 @@ async fn a_join_the_database_cannot_commit_closes_with_4500_and_returns_the_perm
     )
     .await;
     let (_bob, joined) = app.join("bob", "fragile").await;
-    assert_eq!(joined["room"]["attending"], 2);
+    assert_eq!(joined.room.attending, 2);
     app.shutdown().await;
 }
 
@@ -106,23 +107,24 @@ async fn a_row_no_session_holds_is_removed_and_announced_without_a_restart(backe
     .await;
 
     let left = loop {
-        let presence = next_of_type(&mut alice, "presence").await;
-        if presence["event"] == "left" {
+        let presence = next_presence(&mut alice).await;
+        if presence.event == PresenceEvent::Left {
             break presence;
         }
     };
     assert_eq!(
         left,
-        serde_json::json!({"type": "presence", "event": "left", "user_id": "ghost", "attending": 1})
+        PresenceFrame {
+            event: PresenceEvent::Left,
+            user_id: "ghost".to_owned(),
+            attending: 1
+        }
     );
     let view = app.room("haunted").await;
-    assert_eq!(
-        (view["attending"].as_u64(), view["reserved"].as_u64()),
-        (Some(1), Some(0))
-    );
+    assert_eq!((view.attending, view.reserved), (1, 0));
     // Alice's own seat, which her session holds, was left alone.
     let (_bob, joined) = app.join("bob", "haunted").await;
-    assert_eq!(joined["members"], serde_json::json!(["alice", "bob"]));
+    assert_eq!(joined.members, ["alice", "bob"]);
     app.shutdown().await;
 }
 
@@ -166,11 +168,11 @@ async fn an_unreachable_database_answers_503_and_the_server_recovers() {
     let carol = app.token("carol").await;
     let (status, code, _) = error_of(app.reserve_raw(&carol, "remote", None).await).await;
     assert_eq!(
-        (status, code.as_str()),
-        (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+        (status, code),
+        (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable)
     );
-    let mut ws = app.ws(ticket_of(&reservation)).await;
-    assert_eq!(expect_close(&mut ws).await.0, 4500);
+    let mut ws = app.ws(&reservation.ticket).await;
+    assert_eq!(expect_close(&mut ws).await.0, CloseCode::JoinFailed.code());
 
     // The database comes back on the same address.
     let _relay = Relay::start(relay.address, upstream).await;
@@ -183,15 +185,9 @@ async fn an_unreachable_database_answers_503_and_the_server_recovers() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let reservation = app.reserve(&carol, "remote").await;
-    let mut ws = app.ws(ticket_of(&reservation)).await;
-    let joined = next_json(&mut ws).await;
-    assert_eq!(joined["type"], "joined");
-    assert!(
-        joined["members"]
-            .as_array()
-            .unwrap()
-            .contains(&serde_json::json!("carol"))
-    );
+    let mut ws = app.ws(&reservation.ticket).await;
+    let joined = next_joined(&mut ws).await;
+    assert!(joined.members.iter().any(|member| member == "carol"));
     drop(database);
     app.shutdown().await;
 }

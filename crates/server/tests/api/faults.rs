@@ -16,8 +16,9 @@ use std::time::Duration;
 use futures_util::{SinkExt as _, StreamExt as _};
 use parking_lot::Mutex;
 use reqwest::StatusCode;
+use roomgate_api::client::{Client, ClientError};
+use roomgate_api::{ClientFrame, CloseCode, CreateRoomRequest, ErrorCode, RoomView, ServerFrame};
 use roomgate_faults::{Fault, Relay};
-use serde_json::{Value, json};
 use tokio::task::JoinSet;
 use tokio_tungstenite::MaybeTlsStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -124,10 +125,7 @@ fn fault_settings() -> Vec<(&'static str, String)> {
 
 /// Runs the churn through every fault, then checks that everything healed.
 async fn run_faults(nodes: &[String], relay: &Relay, database_url: &str) {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(20))
-        .build()
-        .unwrap();
+    let client = crate::helpers::test_http_client(Duration::from_secs(20));
     let rooms = open_rooms(&client, &nodes[0]).await;
     let churn = Churn::start(client.clone(), nodes.to_vec(), rooms.clone()).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -181,9 +179,10 @@ async fn observe(
                 held.push(format!("{node} did not answer for {room}"));
                 continue;
             };
-            let view: Value = response.json().await.unwrap_or(Value::Null);
-            if view["attending"] != 0 || view["reserved"] != 0 {
-                held.push(format!("{node}: {view}"));
+            match response.json::<RoomView>().await {
+                Ok(view) if view.attending == 0 && view.reserved == 0 => {}
+                Ok(view) => held.push(format!("{node}: {view:?}")),
+                Err(error) => held.push(format!("{node}: {room} unreadable ({error})")),
             }
         }
         let metrics = client
@@ -211,39 +210,36 @@ async fn open_rooms(client: &reqwest::Client, node: &str) -> Vec<String> {
     for index in 0..ROOMS {
         let room = format!("faulty-{index}");
         let token = token(client, node, &format!("creator-{index}")).await;
-        let created: Value = client
-            .post(format!("{node}/api/v1/rooms"))
-            .bearer_auth(&token)
-            .json(&json!({"id": room, "title": "Faulty", "capacity": CAPACITY}))
-            .send()
-            .await
-            .unwrap()
-            .json()
+        let request = CreateRoomRequest {
+            id: room.clone(),
+            title: "Faulty".to_owned(),
+            capacity: CAPACITY as u32,
+            password: None,
+        };
+        let created = Client::with_http(client.clone(), node)
+            .create_room(&token, &request)
             .await
             .unwrap();
-        let ticket = created["reservation"]["ticket"].as_str().unwrap();
-        let mut ws = connect(node, ticket).await.unwrap();
-        assert_eq!(first_frame(&mut ws).await.unwrap()["type"], "joined");
+        let mut ws = connect(node, &created.reservation.ticket).await.unwrap();
+        let first = first_frame(&mut ws).await;
+        assert!(matches!(first, Ok(Ok(ServerFrame::Joined(_)))), "{first:?}");
         // The creator leaves at once: the room stays open and empty.
-        ws.send(Message::text(json!({"type": "leave"}).to_string()))
-            .await
-            .unwrap();
+        ws.send(frame_text(&ClientFrame::Leave)).await.unwrap();
         rooms.push(room);
     }
     rooms
 }
 
 async fn token(client: &reqwest::Client, node: &str, user: &str) -> String {
-    let body: Value = client
-        .post(format!("{node}/api/v1/dev/tokens"))
-        .json(&json!({ "user_id": user }))
-        .send()
+    Client::with_http(client.clone(), node)
+        .dev_token(user)
         .await
         .unwrap()
-        .json()
-        .await
-        .unwrap();
-    body["token"].as_str().unwrap().to_owned()
+        .token
+}
+
+fn frame_text(frame: &ClientFrame) -> Message {
+    Message::text(serde_json::to_string(frame).unwrap())
 }
 
 async fn connect(node: &str, ticket: &str) -> Option<Ws> {
@@ -262,13 +258,14 @@ async fn connect(node: &str, ticket: &str) -> Option<Ws> {
     }
 }
 
-/// The first frame of a session: `Ok(joined)` or `Err(close code)`.
-async fn first_frame(ws: &mut Ws) -> Result<Value, u16> {
+/// The first frame of a session: `Ok(frame)` (or `Ok(Err(text))` for a frame the contract does
+/// not describe) or `Err(close code)`.
+async fn first_frame(ws: &mut Ws) -> Result<Result<ServerFrame, String>, u16> {
     loop {
         let next = tokio::time::timeout(Duration::from_secs(30), ws.next()).await;
         match next {
             Ok(Some(Ok(Message::Text(text)))) => {
-                return Ok(serde_json::from_str(text.as_str()).unwrap_or(Value::Null));
+                return Ok(serde_json::from_str(text.as_str()).map_err(|_| text.to_string()));
             }
             Ok(Some(Ok(Message::Close(frame)))) => {
                 return Err(frame.map_or(1005, |frame| u16::from(frame.code)));
@@ -382,71 +379,71 @@ impl Worker {
     /// One visit; false when no seat was had.
     async fn visit(&self, room: usize, reserve_on: &str, confirm_on: &str, visit: usize) -> bool {
         let room_id = &self.rooms[room];
-        let response = self
-            .client
-            .post(format!("{reserve_on}/api/v1/rooms/{room_id}/reservations"))
-            .bearer_auth(&self.token)
-            .json(&json!({}))
-            .send()
-            .await;
-        let response = match response {
-            Ok(response) => response,
-            Err(error) => {
+        let api = Client::with_http(self.client.clone(), reserve_on);
+        let reservation = match api.reserve(&self.token, room_id, &Default::default()).await {
+            // 201, or 200 for the live one again.
+            Ok(reserved) => reserved.reservation,
+            Err(ClientError::Refused { status, body }) => {
+                let code = body.error.code;
+                let allowed = matches!(
+                    (StatusCode::from_u16(status).ok(), code),
+                    (
+                        Some(StatusCode::CONFLICT),
+                        ErrorCode::RoomFull | ErrorCode::AlreadyJoined
+                    ) | (
+                        Some(StatusCode::SERVICE_UNAVAILABLE),
+                        ErrorCode::Unavailable
+                    )
+                );
+                self.note(format!("reserve {status} {code}"), allowed);
+                return false;
+            }
+            Err(ClientError::Http(error)) => {
                 self.note(format!("reserve: no answer ({error})"), false);
                 return false;
             }
+            Err(other) => {
+                self.note(format!("reserve {other}"), false);
+                return false;
+            }
         };
-        let status = response.status();
-        let body: Value = response.json().await.unwrap_or(Value::Null);
-        let code = body["error"]["code"].as_str().unwrap_or("").to_owned();
-        match status {
-            StatusCode::CREATED | StatusCode::OK => {}
-            StatusCode::CONFLICT if code == "room_full" || code == "already_joined" => {
-                self.note(format!("reserve {status} {code}"), true);
-                return false;
-            }
-            StatusCode::SERVICE_UNAVAILABLE if code == "unavailable" => {
-                self.note(format!("reserve {status} {code}"), true);
-                return false;
-            }
-            other => {
-                self.note(format!("reserve {other} {body}"), false);
-                return false;
-            }
-        }
-        let Some(ticket) = body["ticket"].as_str() else {
-            self.note(format!("reservation without a ticket: {body}"), false);
-            return false;
-        };
-        let Some(mut ws) = connect(confirm_on, ticket).await else {
+        let Some(mut ws) = connect(confirm_on, &reservation.ticket).await else {
             self.note("upgrade failed".to_owned(), false);
             return false;
         };
         match first_frame(&mut ws).await {
-            Ok(joined) if joined["type"] == "joined" => {
-                let attending = joined["room"]["attending"].as_u64().unwrap_or(u64::MAX);
+            Ok(Ok(ServerFrame::Joined(joined))) => {
+                let attending = joined.room.attending;
                 let here = self.members[room].fetch_add(1, Ordering::AcqRel) + 1;
-                if here > CAPACITY as i64 || attending > CAPACITY as u64 {
+                if here > CAPACITY as i64 || attending > CAPACITY as u32 {
                     self.outcome.lock().over_admitted += 1;
                 }
                 self.joins.fetch_add(1, Ordering::AcqRel);
             }
-            Ok(other) => {
-                self.note(format!("first frame {other}"), false);
+            Ok(Ok(other)) => {
+                self.note(format!("first frame {other:?}"), false);
+                return false;
+            }
+            Ok(Err(text)) => {
+                self.note(format!("first frame {text}"), false);
                 return false;
             }
             Err(code) => {
-                // 4500: the join could not be committed; 4009: the database guard refused;
-                // 4002: the ticket lapsed while the database was away.
-                self.note(format!("close {code}"), matches!(code, 4500 | 4009 | 4002));
+                // The join could not be committed; the database guard refused; the ticket
+                // lapsed while the database was away.
+                let allowed = matches!(
+                    CloseCode::from_code(code),
+                    Some(CloseCode::JoinFailed | CloseCode::RoomFull | CloseCode::TicketExpired)
+                );
+                self.note(format!("close {code}"), allowed);
                 return false;
             }
         }
         if visit % 2 == 0 {
             let _ = ws
-                .send(Message::text(
-                    json!({"type": "message", "body": "hi"}).to_string(),
-                ))
+                .send(frame_text(&ClientFrame::Message {
+                    body: "hi".to_owned(),
+                }))
                 .await;
         }
         tokio::time::sleep(Duration::from_millis((visit % 4) as u64 * 10)).await;
@@ -454,9 +451,7 @@ impl Worker {
         self.members[room].fetch_sub(1, Ordering::AcqRel);
         match visit % 3 {
             0 => {
-                let _ = ws
-                    .send(Message::text(json!({"type": "leave"}).to_string()))
-                    .await;
+                let _ = ws.send(frame_text(&ClientFrame::Leave)).await;
                 let _ = tokio::time::timeout(Duration::from_secs(1), ws.next()).await;
             }
             1 => {

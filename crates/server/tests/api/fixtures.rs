@@ -5,19 +5,21 @@ use std::net::SocketAddr;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
-use reqwest::StatusCode;
-use serde_json::{Value, json};
+use roomgate_api::client::Client;
+use roomgate_api::{CreateRoomRequest, RoomView};
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 
-use crate::helpers::{Ws, env_name, next_json};
+use crate::helpers::{Ws, env_name, next_joined};
 
 pub struct Process {
     pub child: Child,
     pub address: String,
     pub client: reqwest::Client,
+    /// The contract's typed client, over `client`.
+    pub api: Client,
 }
 
 impl Process {
@@ -57,79 +59,51 @@ impl Process {
         .expect("roomgate prints its address");
         // Keep reading so that the process never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let client = crate::helpers::test_http_client(Duration::from_secs(30));
         Self {
             child,
+            api: Client::with_http(client.clone(), address.clone()),
             address,
-            client: reqwest::Client::new(),
+            client,
         }
     }
 
     pub async fn token(&self, user: &str) -> String {
-        let body: Value = self
-            .client
-            .post(format!("{}/api/v1/dev/tokens", self.address))
-            .json(&json!({"user_id": user}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        body["token"].as_str().unwrap().to_owned()
+        self.api.dev_token(user).await.expect("a dev token").token
     }
 
-    pub async fn room(&self, id: &str) -> Value {
-        let response = self
-            .client
-            .get(format!("{}/api/v1/rooms/{id}", self.address))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::OK);
-        response.json().await.unwrap()
+    pub async fn room(&self, id: &str) -> RoomView {
+        self.api.room(id).await.expect("the room is found (200)")
     }
 
+    /// Opens the WebSocket for a ticket; returns it past its `joined` frame.
     pub async fn connect(&self, ticket: &str) -> Ws {
-        let url = format!(
-            "{}/api/v1/ws?ticket={ticket}",
-            self.address.replacen("http://", "ws://", 1)
-        );
-        let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-        assert_eq!(next_json(&mut ws).await["type"], "joined");
+        let (mut ws, _) = tokio_tungstenite::connect_async(self.api.ws_url(ticket))
+            .await
+            .unwrap();
+        next_joined(&mut ws).await;
         ws
     }
 
     /// Creates `room` as `creator` and has `others` join it; returns their sockets.
     pub async fn fill(&self, room: &str, creator: &str, others: &[&str]) -> Vec<Ws> {
         let token = self.token(creator).await;
-        let created: Value = self
-            .client
-            .post(format!("{}/api/v1/rooms", self.address))
-            .bearer_auth(&token)
-            .json(&json!({"id": room, "title": "T", "capacity": 10}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let mut sockets = vec![
-            self.connect(created["reservation"]["ticket"].as_str().unwrap())
-                .await,
-        ];
+        let request = CreateRoomRequest {
+            id: room.to_owned(),
+            title: "T".to_owned(),
+            capacity: 10,
+            password: None,
+        };
+        let created = self.api.create_room(&token, &request).await.unwrap();
+        let mut sockets = vec![self.connect(&created.reservation.ticket).await];
         for user in others {
             let token = self.token(user).await;
-            let reservation: Value = self
-                .client
-                .post(format!("{}/api/v1/rooms/{room}/reservations", self.address))
-                .bearer_auth(&token)
-                .send()
-                .await
-                .unwrap()
-                .json()
+            let reserved = self
+                .api
+                .reserve(&token, room, &Default::default())
                 .await
                 .unwrap();
-            sockets.push(self.connect(reservation["ticket"].as_str().unwrap()).await);
+            sockets.push(self.connect(&reserved.reservation.ticket).await);
         }
         sockets
     }

@@ -1,21 +1,26 @@
 //! Test harness: a real server on port 0 over a fresh database, with HTTP and WebSocket clients.
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
 use reqwest::StatusCode;
+use roomgate_admission::{Clock as _, ManualClock, SystemClock};
+use roomgate_api::client::{Client, Received, Session};
+use roomgate_api::{
+    ClientFrame, CreateRoomRequest, CreatedRoom, ErrorBody, ErrorCode, ErrorFrame, JoinedFrame,
+    Message, PresenceFrame, ReservationView, RoomView, ServerFrame,
+};
 use roomgate_persistence::testing::TestDatabase;
 use roomgate_server::{Application, Settings, telemetry};
-use serde_json::{Value, json};
-use tokio::net::TcpStream;
+use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
 
-pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+/// The raw socket, for tests that need it (abrupt aborts, non-contract bytes).
+pub type Ws = roomgate_api::client::WebSocket;
 
 /// Which database a test runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +53,8 @@ pub async fn test_database(backend: Backend) -> TestDatabase {
 pub struct AppOptions {
     pub backend: Backend,
     pub overrides: Vec<(String, String)>,
+    /// Time for every TTL moves only through `TestApp::advance`.
+    pub manual_clock: bool,
 }
 
 impl AppOptions {
@@ -55,7 +62,15 @@ impl AppOptions {
         Self {
             backend,
             overrides: Vec::new(),
+            manual_clock: false,
         }
+    }
+
+    /// Runs the server on a `ManualClock` (starting at the wall clock's now), so that a test
+    /// moves TTLs along with `TestApp::advance` instead of sleeping them out.
+    pub fn with_manual_clock(mut self) -> Self {
+        self.manual_clock = true;
+        self
     }
 
     /// Overrides `key` (`section.key`), as `ROOMGATE__SECTION__KEY` would.
@@ -96,6 +111,10 @@ pub struct TestApp {
     pub address: String,
     pub port: u16,
     pub client: reqwest::Client,
+    /// The contract's typed client, over `client`.
+    pub api: Client,
+    /// The server's clock, when the test asked for a manual one.
+    pub clock: Option<Arc<ManualClock>>,
     /// Kept so that the database lives as long as the server.
     pub database: TestDatabase,
     stop: Option<oneshot::Sender<()>>,
@@ -111,19 +130,30 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     LazyLock::force(&TRACING);
     let database = test_database(options.backend).await;
     let settings = settings_for(database.url(), &options.overrides);
-    let app = Application::build(settings).await.expect("the app builds");
+    let clock = options
+        .manual_clock
+        .then(|| Arc::new(ManualClock::new(SystemClock.now())));
+    let app = match &clock {
+        Some(clock) => {
+            let clock: Arc<dyn roomgate_admission::Clock> = clock.clone();
+            Application::build_with_clock(settings, clock).await
+        }
+        None => Application::build(settings).await,
+    }
+    .expect("the app builds");
     let port = app.local_addr().port();
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until_stopped(async move {
         let _ = stopped.await;
     }));
+    let address = format!("http://127.0.0.1:{port}");
+    let client = test_http_client(Duration::from_secs(30));
     TestApp {
-        address: format!("http://127.0.0.1:{port}"),
+        api: Client::with_http(client.clone(), address.clone()),
+        address,
         port,
-        client: reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .unwrap(),
+        client,
+        clock,
         database,
         stop: Some(stop),
         server: Some(server),
@@ -141,16 +171,17 @@ impl TestApp {
 
     /// A bearer token for `user` from the dev-token endpoint.
     pub async fn token(&self, user: &str) -> String {
-        let response = self
-            .client
-            .post(self.url("/api/v1/dev/tokens"))
-            .json(&json!({ "user_id": user }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::OK);
-        let body: Value = response.json().await.unwrap();
-        body["token"].as_str().unwrap().to_owned()
+        let issued = self.api.dev_token(user).await.expect("a dev token");
+        assert_eq!(issued.user_id, user);
+        issued.token
+    }
+
+    /// Moves the server's manual clock on (see `AppOptions::with_manual_clock`).
+    pub fn advance(&self, by: Duration) {
+        self.clock
+            .as_ref()
+            .expect("the app runs on a manual clock")
+            .advance(by);
     }
 
     pub async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> reqwest::Response {
@@ -166,16 +197,18 @@ impl TestApp {
         self.post("/api/v1/rooms", Some(token), body).await
     }
 
-    /// Creates a room (202) and returns its body: `{"room", "reservation"}`.
-    pub async fn create_room(&self, token: &str, id: &str, capacity: u32) -> Value {
-        let response = self
-            .create_room_raw(
-                token,
-                &json!({ "id": id, "title": format!("Room {id}"), "capacity": capacity }),
-            )
-            .await;
-        assert_eq!(response.status(), StatusCode::ACCEPTED);
-        response.json().await.unwrap()
+    /// Creates a room (202) and returns the pending room and the creator's reservation.
+    pub async fn create_room(&self, token: &str, id: &str, capacity: u32) -> CreatedRoom {
+        let request = CreateRoomRequest {
+            id: id.to_owned(),
+            title: format!("Room {id}"),
+            capacity,
+            password: None,
+        };
+        self.api
+            .create_room(token, &request)
+            .await
+            .expect("the room is created (202)")
     }
 
     /// Creates a room and confirms the creator's seat over WebSocket, so that it is open.
@@ -183,9 +216,8 @@ impl TestApp {
     pub async fn open_room(&self, creator: &str, id: &str, capacity: u32) -> Ws {
         let token = self.token(creator).await;
         let created = self.create_room(&token, id, capacity).await;
-        let mut ws = self.ws(ticket_of(&created["reservation"])).await;
-        let joined = next_json(&mut ws).await;
-        assert_eq!(joined["type"], "joined", "{joined}");
+        let mut ws = self.ws(&created.reservation.ticket).await;
+        next_joined(&mut ws).await;
         ws
     }
 
@@ -207,10 +239,17 @@ impl TestApp {
     }
 
     /// Reserves a seat (201) and returns the reservation.
-    pub async fn reserve(&self, token: &str, room: &str) -> Value {
-        let response = self.reserve_raw(token, room, None).await;
-        assert_eq!(response.status(), StatusCode::CREATED);
-        response.json().await.unwrap()
+    pub async fn reserve(&self, token: &str, room: &str) -> ReservationView {
+        let reserved = self
+            .api
+            .reserve(token, room, &Default::default())
+            .await
+            .expect("a seat is reserved");
+        assert!(
+            reserved.fresh,
+            "a fresh reservation (201), not a live one again"
+        );
+        reserved.reservation
     }
 
     pub async fn cancel(&self, token: &str, room: &str) -> reqwest::Response {
@@ -227,25 +266,30 @@ impl TestApp {
     }
 
     /// `GET /api/v1/rooms/{room}`, expecting 200.
-    pub async fn room(&self, room: &str) -> Value {
-        let response = self.get(&format!("/api/v1/rooms/{room}")).await;
-        assert_eq!(response.status(), StatusCode::OK);
-        response.json().await.unwrap()
+    pub async fn room(&self, room: &str) -> RoomView {
+        self.api.room(room).await.expect("the room is found (200)")
     }
 
     /// Reserves as `user` and joins over WebSocket; returns the socket past its `joined` frame.
-    pub async fn join(&self, user: &str, room: &str) -> (Ws, Value) {
+    pub async fn join(&self, user: &str, room: &str) -> (Ws, JoinedFrame) {
         let token = self.token(user).await;
         let reservation = self.reserve(&token, room).await;
-        let mut ws = self.ws(ticket_of(&reservation)).await;
-        let joined = next_json(&mut ws).await;
-        assert_eq!(joined["type"], "joined", "{joined}");
+        let mut ws = self.ws(&reservation.ticket).await;
+        let joined = next_joined(&mut ws).await;
         (ws, joined)
     }
 
     /// Opens the WebSocket for a ticket.
     pub async fn ws(&self, ticket: &str) -> Ws {
         self.ws_path(&format!("/api/v1/ws?ticket={ticket}")).await
+    }
+
+    /// Opens the WebSocket for a ticket as the contract's typed `Session`.
+    pub async fn session(&self, ticket: &str) -> Session {
+        self.api
+            .connect(ticket)
+            .await
+            .expect("the WebSocket upgrades")
     }
 
     pub async fn ws_path(&self, path: &str) -> Ws {
@@ -261,8 +305,8 @@ impl TestApp {
         &self,
         room: &str,
         within: Duration,
-        check: impl Fn(&Value) -> bool,
-    ) -> Value {
+        check: impl Fn(&RoomView) -> bool,
+    ) -> RoomView {
         let deadline = tokio::time::Instant::now() + within;
         loop {
             let view = self.room(room).await;
@@ -270,7 +314,7 @@ impl TestApp {
                 return view;
             }
             if tokio::time::Instant::now() > deadline {
-                panic!("room {room} never reached the expected state; last seen {view}");
+                panic!("room {room} never reached the expected state; last seen {view:?}");
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
@@ -301,13 +345,8 @@ impl Drop for TestApp {
     }
 }
 
-pub fn ticket_of(reservation: &Value) -> &str {
-    reservation["ticket"]
-        .as_str()
-        .expect("a reservation has a ticket")
-}
-
-/// The next JSON text frame, skipping pings; fails after 10 s.
+/// The next text frame as raw JSON, skipping pings; fails after 10 s. Only for tests that
+/// inspect bytes beyond the contract; everything else reads `next_frame`.
 pub async fn next_json(ws: &mut Ws) -> Value {
     loop {
         let message = tokio::time::timeout(Duration::from_secs(10), ws.next())
@@ -316,21 +355,84 @@ pub async fn next_json(ws: &mut Ws) -> Value {
             .expect("the socket is open")
             .expect("the frame is readable");
         match message {
-            Message::Text(text) => return serde_json::from_str(text.as_str()).unwrap(),
-            Message::Ping(_) | Message::Pong(_) => continue,
+            WsMessage::Text(text) => return serde_json::from_str(text.as_str()).unwrap(),
+            WsMessage::Ping(_) | WsMessage::Pong(_) => continue,
             other => panic!("expected a text frame, got {other:?}"),
         }
     }
 }
 
-/// The next frame of the given `type`, skipping others (e.g. presence while waiting for a message).
-pub async fn next_of_type(ws: &mut Ws, kind: &str) -> Value {
+/// The next frame, read as the contract's `ServerFrame` (a frame it does not describe fails the
+/// test), skipping pings; fails after 10 s.
+pub async fn next_frame(ws: &mut Ws) -> ServerFrame {
     loop {
-        let frame = next_json(ws).await;
-        if frame["type"] == kind {
+        let message = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("a frame arrives in time")
+            .expect("the socket is open")
+            .expect("the frame is readable");
+        match message {
+            WsMessage::Text(text) => {
+                return serde_json::from_str(text.as_str()).unwrap_or_else(|e| {
+                    panic!("a frame the contract does not describe: {e}: {text}")
+                });
+            }
+            WsMessage::Ping(_) | WsMessage::Pong(_) => continue,
+            other => panic!("expected a text frame, got {other:?}"),
+        }
+    }
+}
+
+/// The next frame, which must be `joined`.
+pub async fn next_joined(ws: &mut Ws) -> JoinedFrame {
+    match next_frame(ws).await {
+        ServerFrame::Joined(joined) => joined,
+        other => panic!("expected a joined frame, got {other:?}"),
+    }
+}
+
+/// The next frame `pick` takes, skipping others (e.g. presence while waiting for a message).
+pub async fn next_where<T>(ws: &mut Ws, pick: impl Fn(ServerFrame) -> Option<T>) -> T {
+    loop {
+        if let Some(frame) = pick(next_frame(ws).await) {
             return frame;
         }
     }
+}
+
+/// The next chat message, skipping other frames.
+pub async fn next_message(ws: &mut Ws) -> Message {
+    next_where(ws, |frame| match frame {
+        ServerFrame::Message(message) => Some(message),
+        _ => None,
+    })
+    .await
+}
+
+/// The next presence frame, skipping other frames.
+pub async fn next_presence(ws: &mut Ws) -> PresenceFrame {
+    next_where(ws, |frame| match frame {
+        ServerFrame::Presence(presence) => Some(presence),
+        _ => None,
+    })
+    .await
+}
+
+/// The next error frame, skipping other frames.
+pub async fn next_error_frame(ws: &mut Ws) -> ErrorFrame {
+    next_where(ws, |frame| match frame {
+        ServerFrame::Error(error) => Some(error),
+        _ => None,
+    })
+    .await
+}
+
+/// The next thing a typed `Session` reads, within 10 s.
+pub async fn next_received(session: &mut Session) -> Received {
+    tokio::time::timeout(Duration::from_secs(10), session.next())
+        .await
+        .expect("a frame or close arrives in time")
+        .expect("the session reads a contract frame")
 }
 
 /// Reads until the server closes; returns the close code and reason. Text frames on the way
@@ -341,10 +443,12 @@ pub async fn expect_close(ws: &mut Ws) -> (u16, String) {
             .await
             .expect("the server closes in time");
         match message {
-            Some(Ok(Message::Close(Some(frame)))) => {
+            Some(Ok(WsMessage::Close(Some(frame)))) => {
                 return (u16::from(frame.code), frame.reason.to_string());
             }
-            Some(Ok(Message::Close(None))) => return (u16::from(CloseCode::Status), String::new()),
+            Some(Ok(WsMessage::Close(None))) => {
+                return (u16::from(WsCloseCode::Status), String::new());
+            }
             Some(Ok(_)) => continue,
             Some(Err(error)) => panic!("the socket failed before a close frame: {error}"),
             None => panic!("the socket ended without a close frame"),
@@ -352,23 +456,49 @@ pub async fn expect_close(ws: &mut Ws) -> (u16, String) {
     }
 }
 
-pub async fn send_json(ws: &mut Ws, frame: &Value) {
-    ws.send(Message::text(frame.to_string())).await.unwrap();
+/// Sends one of the contract's client frames.
+pub async fn send_frame(ws: &mut Ws, frame: &ClientFrame) {
+    let text = serde_json::to_string(frame).unwrap();
+    ws.send(WsMessage::text(text)).await.unwrap();
 }
 
-/// The contract's error body: returns `(code, details)` after checking the shape.
-pub async fn error_of(response: reqwest::Response) -> (StatusCode, String, Value) {
+/// A chat message frame.
+pub fn say(body: &str) -> ClientFrame {
+    ClientFrame::Message {
+        body: body.to_owned(),
+    }
+}
+
+/// The contract's error body, read as `ErrorBody` (so the code is one the contract lists and
+/// the message is a string): returns `(status, code, details)`, with `details` null when absent.
+pub async fn error_of(response: reqwest::Response) -> (StatusCode, ErrorCode, Value) {
     let status = response.status();
-    let body: Value = response.json().await.expect("errors have a JSON body");
-    let code = body["error"]["code"]
-        .as_str()
-        .expect("error.code")
-        .to_owned();
-    assert!(
-        body["error"]["message"].is_string(),
-        "error.message: {body}"
+    let text = response.text().await.expect("errors have a body");
+    let body: ErrorBody = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("not the contract's error body ({e}): {text}"));
+    assert_eq!(
+        body.error.code.status(),
+        status.as_u16(),
+        "{} comes with its own status",
+        body.error.code
     );
-    (status, code, body["error"]["details"].clone())
+    (
+        status,
+        body.error.code,
+        body.error.details.unwrap_or(Value::Null),
+    )
+}
+
+/// The HTTP client of every test. Idle connections are dropped after 1 s, well before the
+/// server's keep-alive (5 s) closes them: otherwise a request sent on a connection at the instant
+/// the server closes it fails with "error sending request", a race of the client's, not a
+/// server's answer.
+pub fn test_http_client(timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .pool_idle_timeout(Duration::from_secs(1))
+        .build()
+        .unwrap()
 }
 
 /// `roomgate_permits_held` from a `/metrics` page.

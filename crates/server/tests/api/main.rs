@@ -10,6 +10,7 @@ mod helpers;
 mod aborts;
 mod auth;
 mod bad_bytes;
+mod catalog;
 mod events;
 mod failures;
 mod faults;

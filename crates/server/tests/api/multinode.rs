@@ -6,10 +6,16 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use roomgate_api::client::ClientError;
+use roomgate_api::{
+    CloseCode, CreateRoomRequest, CreatedRoom, ErrorCode, PresenceEvent, RoomView, ServerFrame,
+};
+use serde_json::json;
 
 use crate::fixtures::{Process, Relay};
-use crate::helpers::{Backend, Ws, next_of_type, send_json, test_database};
+use crate::helpers::{
+    Backend, Ws, error_of, next_frame, next_message, next_presence, say, send_frame, test_database,
+};
 
 pub fn redis_url() -> String {
     std::env::var("ROOMGATE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
@@ -72,18 +78,18 @@ pub async fn start_nodes(
     join_all((0..count).map(|_| Process::start_with(database_url, &settings))).await
 }
 
-pub async fn create_room(node: &Process, creator: &str, room: &str, capacity: u32) -> Value {
+pub async fn create_room(node: &Process, creator: &str, room: &str, capacity: u32) -> CreatedRoom {
     let token = node.token(creator).await;
-    let response = node
-        .client
-        .post(format!("{}/api/v1/rooms", node.address))
-        .bearer_auth(&token)
-        .json(&json!({"id": room, "title": "Shared", "capacity": capacity}))
-        .send()
+    let request = CreateRoomRequest {
+        id: room.to_owned(),
+        title: "Shared".to_owned(),
+        capacity,
+        password: None,
+    };
+    node.api
+        .create_room(&token, &request)
         .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::ACCEPTED);
-    response.json().await.unwrap()
+        .expect("the room is created (202)")
 }
 
 async fn reserve(node: &Process, token: &str, room: &str) -> reqwest::Response {
@@ -101,10 +107,8 @@ pub async fn join(reserve_on: &Process, confirm_on: &Process, user: &str, room: 
     let token = reserve_on.token(user).await;
     let response = reserve(reserve_on, &token, room).await;
     assert_eq!(response.status(), StatusCode::CREATED, "{user} reserves");
-    let reservation: Value = response.json().await.unwrap();
-    confirm_on
-        .connect(reservation["ticket"].as_str().unwrap())
-        .await
+    let reservation: roomgate_api::ReservationView = response.json().await.unwrap();
+    confirm_on.connect(&reservation.ticket).await
 }
 
 /// Waits (bounded) until `room` as read on `node` satisfies `done`.
@@ -112,8 +116,8 @@ async fn wait_for_room(
     node: &Process,
     room: &str,
     what: &str,
-    done: impl Fn(&Value) -> bool,
-) -> Value {
+    done: impl Fn(&RoomView) -> bool,
+) -> RoomView {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     loop {
         let view = node.room(room).await;
@@ -122,7 +126,7 @@ async fn wait_for_room(
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "{what}: room stayed {view}"
+            "{what}: room stayed {view:?}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -136,9 +140,7 @@ async fn reservations_spread_over_three_nodes_admit_exactly_the_free_seats() {
 
     // Created on node 0, opened by its creator's WebSocket on node 1.
     let created = create_room(&nodes[0], "alice", "shared", 25).await;
-    let _alice = nodes[1]
-        .connect(created["reservation"]["ticket"].as_str().unwrap())
-        .await;
+    let _alice = nodes[1].connect(&created.reservation.ticket).await;
 
     let all = &nodes;
     let users: Vec<String> = (0..600).map(|i| format!("user{i}")).collect();
@@ -150,20 +152,28 @@ async fn reservations_spread_over_three_nodes_admit_exactly_the_free_seats() {
     )
     .await;
     let outcomes = join_all(tokens.iter().enumerate().map(|(i, token)| async move {
-        let response = reserve(&all[i % 3], token, "shared").await;
-        let status = response.status();
-        let body: Value = response.json().await.unwrap();
-        (i, status, body)
+        let outcome = all[i % 3]
+            .api
+            .reserve(token, "shared", &Default::default())
+            .await;
+        (i, outcome)
     }))
     .await;
     let admitted: Vec<_> = outcomes
         .iter()
-        .filter(|(_, status, _)| *status == StatusCode::CREATED)
+        .filter_map(|(i, outcome)| match outcome {
+            Ok(reserved) if reserved.fresh => Some((*i, &reserved.reservation)),
+            _ => None,
+        })
         .collect();
     let full = outcomes
         .iter()
-        .filter(|(_, status, body)| {
-            *status == StatusCode::CONFLICT && body["error"]["code"] == "room_full"
+        .filter(|(_, outcome)| {
+            matches!(
+                outcome,
+                Err(ClientError::Refused { status: 409, body })
+                    if body.error.code == ErrorCode::RoomFull
+            )
         })
         .count();
     assert_eq!(
@@ -172,25 +182,19 @@ async fn reservations_spread_over_three_nodes_admit_exactly_the_free_seats() {
         "exactly the 24 free seats are reserved"
     );
     let view = all[2].room("shared").await;
-    assert_eq!(
-        (view["attending"].clone(), view["reserved"].clone()),
-        (json!(1), json!(24))
-    );
+    assert_eq!((view.attending, view.reserved), (1, 24));
 
     // Every ticket confirms on a different node than the one that issued it.
     let sockets = join_all(
         admitted
             .iter()
-            .map(|(i, _, body)| all[(i + 1) % 3].connect(body["ticket"].as_str().unwrap())),
+            .map(|(i, reservation)| all[(i + 1) % 3].connect(&reservation.ticket)),
     )
     .await;
     assert_eq!(sockets.len(), 24);
     for node in all {
         let view = node.room("shared").await;
-        assert_eq!(
-            (view["attending"].clone(), view["reserved"].clone()),
-            (json!(25), json!(0))
-        );
+        assert_eq!((view.attending, view.reserved), (25, 0));
     }
     let late = all[0].token("late").await;
     let response = reserve(&all[0], &late, "shared").await;
@@ -207,32 +211,26 @@ async fn a_message_sent_on_one_node_reaches_members_on_the_others() {
     let nodes = start_nodes(3, database.url(), &redis_url(), &prefix, &[]).await;
 
     let created = create_room(&nodes[0], "alice", "lobby", 5).await;
-    let mut alice = nodes[0]
-        .connect(created["reservation"]["ticket"].as_str().unwrap())
-        .await;
+    let mut alice = nodes[0].connect(&created.reservation.ticket).await;
     let mut bob = join(&nodes[1], &nodes[1], "bob", "lobby").await;
     let mut carol = join(&nodes[2], &nodes[2], "carol", "lobby").await;
 
     // Presence crosses nodes too (alice also hears of her own arrival first).
     let mut arrivals = Vec::new();
     while arrivals.len() < 3 {
-        let seen = next_of_type(&mut alice, "presence").await;
-        assert_eq!(seen["event"], "joined");
-        arrivals.push(seen["user_id"].as_str().unwrap().to_owned());
+        let seen = next_presence(&mut alice).await;
+        assert_eq!(seen.event, PresenceEvent::Joined);
+        arrivals.push(seen.user_id);
     }
     assert_eq!(arrivals, ["alice", "bob", "carol"]);
 
-    send_json(
-        &mut bob,
-        &json!({"type": "message", "body": "hello from node 1"}),
-    )
-    .await;
+    send_frame(&mut bob, &say("hello from node 1")).await;
     let mut ids = Vec::new();
     for socket in [&mut alice, &mut bob, &mut carol] {
-        let message = next_of_type(socket, "message").await;
-        assert_eq!(message["user_id"], "bob");
-        assert_eq!(message["body"], "hello from node 1");
-        ids.push(message["id"].clone());
+        let message = next_message(socket).await;
+        assert_eq!(message.user_id, "bob");
+        assert_eq!(message.body, "hello from node 1");
+        ids.push(message.id);
     }
     assert!(
         ids.iter().all(|id| *id == ids[0]),
@@ -241,17 +239,13 @@ async fn a_message_sent_on_one_node_reaches_members_on_the_others() {
 
     // Messages from one node arrive everywhere in the order the database assigned their ids.
     for n in 0..20 {
-        send_json(
-            &mut carol,
-            &json!({"type": "message", "body": format!("m{n}")}),
-        )
-        .await;
+        send_frame(&mut carol, &say(&format!("m{n}"))).await;
     }
     let mut last = 0;
     for n in 0..20 {
-        let message = next_of_type(&mut alice, "message").await;
-        assert_eq!(message["body"], format!("m{n}"));
-        let id = message["id"].as_u64().unwrap();
+        let message = next_message(&mut alice).await;
+        assert_eq!(message.body, format!("m{n}"));
+        let id = message.id;
         assert!(id > last, "ids increase");
         last = id;
     }
@@ -265,13 +259,11 @@ async fn a_killed_node_gives_its_seats_back_within_the_lease_and_its_rooms_hear_
     let mut nodes = start_nodes(2, database.url(), &redis_url(), &prefix, &[]).await;
 
     let created = create_room(&nodes[0], "alice", "fragile", 3).await;
-    let mut alice = nodes[0]
-        .connect(created["reservation"]["ticket"].as_str().unwrap())
-        .await;
+    let mut alice = nodes[0].connect(&created.reservation.ticket).await;
     let _bob = join(&nodes[0], &nodes[1], "bob", "fragile").await;
     let _carol = join(&nodes[0], &nodes[1], "carol", "fragile").await;
     let view = nodes[0].room("fragile").await;
-    assert_eq!(view["attending"], 3);
+    assert_eq!(view.attending, 3);
     let refused = reserve(&nodes[0], &nodes[0].token("dave").await, "fragile").await;
     assert_eq!(refused.status(), StatusCode::CONFLICT);
 
@@ -281,20 +273,17 @@ async fn a_killed_node_gives_its_seats_back_within_the_lease_and_its_rooms_hear_
     // The survivor reclaims both memberships and both Redis seats, and tells alice.
     let mut left = Vec::new();
     while left.len() < 2 {
-        let presence = tokio::time::timeout(
-            Duration::from_secs(15),
-            next_of_type(&mut alice, "presence"),
-        )
-        .await
-        .expect("the room hears that the dead node's members left");
-        if presence["event"] == "left" {
-            left.push(presence["user_id"].as_str().unwrap().to_owned());
+        let presence = tokio::time::timeout(Duration::from_secs(15), next_presence(&mut alice))
+            .await
+            .expect("the room hears that the dead node's members left");
+        if presence.event == PresenceEvent::Left {
+            left.push(presence.user_id);
         }
     }
     left.sort();
     assert_eq!(left, ["bob", "carol"]);
     wait_for_room(&nodes[0], "fragile", "seats come back", |v| {
-        v["attending"] == 1 && v["reserved"] == 0
+        v.attending == 1 && v.reserved == 0
     })
     .await;
 
@@ -324,11 +313,9 @@ async fn a_redis_outage_answers_503_keeps_local_chat_going_and_recovers_without_
     let nodes = start_nodes(2, database.url(), &relayed, &prefix, &[]).await;
 
     let created = create_room(&nodes[0], "alice", "steady", 5).await;
-    let mut alice = nodes[0]
-        .connect(created["reservation"]["ticket"].as_str().unwrap())
-        .await;
+    let mut alice = nodes[0].connect(&created.reservation.ticket).await;
     let mut bob = join(&nodes[1], &nodes[0], "bob", "steady").await;
-    let _ = next_of_type(&mut alice, "presence").await;
+    let _ = next_presence(&mut alice).await;
 
     relay.cut().await;
     let carol = nodes[1].token("carol").await;
@@ -336,8 +323,8 @@ async fn a_redis_outage_answers_503_keeps_local_chat_going_and_recovers_without_
     loop {
         let response = reserve(&nodes[1], &carol, "steady").await;
         if response.status() == StatusCode::SERVICE_UNAVAILABLE {
-            let body: Value = response.json().await.unwrap();
-            assert_eq!(body["error"]["code"], "unavailable");
+            let (_, code, _) = error_of(response).await;
+            assert_eq!(code, ErrorCode::Unavailable);
             break;
         }
         assert!(
@@ -356,13 +343,9 @@ async fn a_redis_outage_answers_503_keeps_local_chat_going_and_recovers_without_
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
 
     // Alice and bob share node 0: they keep chatting while Redis is away.
-    send_json(
-        &mut alice,
-        &json!({"type": "message", "body": "still here"}),
-    )
-    .await;
-    let message = next_of_type(&mut bob, "message").await;
-    assert_eq!(message["body"], "still here");
+    send_frame(&mut alice, &say("still here")).await;
+    let message = next_message(&mut bob).await;
+    assert_eq!(message.body, "still here");
 
     // Redis comes back on the same address; no restart.
     let _relay = Relay::start(relay.address, upstream).await;
@@ -382,10 +365,7 @@ async fn a_redis_outage_answers_503_keeps_local_chat_going_and_recovers_without_
     // Nothing lost or doubled: alice and bob still hold their seats, carol holds one more.
     for node in &nodes {
         let view = node.room("steady").await;
-        assert_eq!(
-            (view["attending"].clone(), view["reserved"].clone()),
-            (json!(2), json!(1))
-        );
+        assert_eq!((view.attending, view.reserved), (2, 1));
     }
     prefix.cleanup(nodes).await;
 }
@@ -397,27 +377,22 @@ async fn a_node_paused_past_its_lease_closes_its_sessions_when_it_wakes() {
     let nodes = start_nodes(2, database.url(), &redis_url(), &prefix, &[]).await;
 
     let created = create_room(&nodes[0], "alice", "pausing", 2).await;
-    let mut alice = nodes[0]
-        .connect(created["reservation"]["ticket"].as_str().unwrap())
-        .await;
+    let mut alice = nodes[0].connect(&created.reservation.ticket).await;
     let mut bob = join(&nodes[1], &nodes[1], "bob", "pausing").await;
 
     // Node 1 stops (a long GC pause, a frozen VM): its lease runs out and node 0 gives bob's
     // seat away.
     nodes[1].signal("STOP");
     loop {
-        let presence = tokio::time::timeout(
-            Duration::from_secs(15),
-            next_of_type(&mut alice, "presence"),
-        )
-        .await
-        .expect("the survivor reclaims the paused node's member");
-        if presence["event"] == "left" && presence["user_id"] == "bob" {
+        let presence = tokio::time::timeout(Duration::from_secs(15), next_presence(&mut alice))
+            .await
+            .expect("the survivor reclaims the paused node's member");
+        if presence.event == PresenceEvent::Left && presence.user_id == "bob" {
             break;
         }
     }
     wait_for_room(&nodes[0], "pausing", "bob's seat comes back", |v| {
-        v["attending"] == 1 && v["reserved"] == 0
+        v.attending == 1 && v.reserved == 0
     })
     .await;
     let _carol = join(&nodes[0], &nodes[0], "carol", "pausing").await;
@@ -426,28 +401,24 @@ async fn a_node_paused_past_its_lease_closes_its_sessions_when_it_wakes() {
     // already full without him.
     nodes[1].signal("CONT");
     let (code, _) = crate::helpers::expect_close(&mut bob).await;
-    assert_eq!(code, 1001);
+    assert_eq!(code, CloseCode::GoingAway.code());
     // Bob's departure was announced once, when his seat was reclaimed. Node 1's own cleanup of
     // bob runs right after the close; give a second announcement time to arrive, then check
     // that alice's next message comes with none before it.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    send_json(&mut alice, &json!({"type": "message", "body": "after"})).await;
+    send_frame(&mut alice, &say("after")).await;
     loop {
-        let frame = crate::helpers::next_json(&mut alice).await;
-        assert_ne!(
-            (frame["type"].clone(), frame["user_id"].clone()),
-            (json!("presence"), json!("bob")),
-            "bob's departure is announced once"
-        );
-        if frame["type"] == "message" {
-            break;
+        match next_frame(&mut alice).await {
+            ServerFrame::Presence(presence) => assert_ne!(
+                presence.user_id, "bob",
+                "bob's departure is announced once: {presence:?}"
+            ),
+            ServerFrame::Message(_) => break,
+            _ => {}
         }
     }
     let view = nodes[0].room("pausing").await;
-    assert_eq!(
-        (view["attending"].clone(), view["reserved"].clone()),
-        (json!(2), json!(0))
-    );
+    assert_eq!((view.attending, view.reserved), (2, 0));
     prefix.cleanup(nodes).await;
 }
 
@@ -466,9 +437,7 @@ async fn a_redis_seat_no_session_holds_is_given_back_by_its_node() {
     )
     .await;
     let created = create_room(&nodes[0], "alice", "haunted", 2).await;
-    let _alice = nodes[0]
-        .connect(created["reservation"]["ticket"].as_str().unwrap())
-        .await;
+    let _alice = nodes[0].connect(&created.reservation.ticket).await;
     let node_id = crate::helpers::node_of(database.url(), "alice").await;
 
     // A ghost's joined seat on alice's node fills the room's second seat.

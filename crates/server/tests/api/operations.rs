@@ -1,6 +1,7 @@
 //! Health, readiness, metrics, the API document, the web client's files and unknown paths.
 
 use reqwest::StatusCode;
+use roomgate_api::{ErrorCode, StatusBody};
 use serde_json::Value;
 
 use crate::helpers::{AppOptions, Backend, error_of, spawn_app_with};
@@ -15,7 +16,7 @@ async fn health_and_readiness_answer(backend: Backend) {
     let app = spawn_app_with(AppOptions::new(backend)).await;
     let health = app.get("/healthz").await;
     assert_eq!(health.status(), StatusCode::OK);
-    assert_eq!(health.json::<Value>().await.unwrap()["status"], "ok");
+    assert_eq!(health.json::<StatusBody>().await.unwrap().status, "ok");
     let ready = app.get("/readyz").await;
     assert_eq!(ready.status(), StatusCode::OK);
     app.shutdown().await;
@@ -94,10 +95,7 @@ async fn the_web_client_is_served() {
         );
     }
     let (status, code, _) = error_of(app.get("/static/secrets.txt").await).await;
-    assert_eq!(
-        (status, code.as_str()),
-        (StatusCode::NOT_FOUND, "not_found")
-    );
+    assert_eq!((status, code), (StatusCode::NOT_FOUND, ErrorCode::NotFound));
 }
 
 #[tokio::test]
@@ -105,5 +103,5 @@ async fn unknown_paths_answer_with_the_error_body() {
     let app = crate::helpers::spawn_app().await;
     let (status, code, _) = error_of(app.get("/api/v1/nothing-here").await).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    assert_eq!(code, "not_found");
+    assert_eq!(code, ErrorCode::NotFound);
 }

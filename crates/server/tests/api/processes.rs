@@ -1,8 +1,7 @@
 //! The real `roomgate` binary: `kill -9` then restart leaves no phantom members, and SIGTERM
 //! closes every session with 1001, leaves every room and exits 0.
 
-use reqwest::StatusCode;
-use serde_json::json;
+use roomgate_api::CloseCode;
 
 use crate::fixtures::Process;
 use crate::helpers::{Backend, expect_close, test_database};
@@ -39,7 +38,7 @@ async fn a_restart_after_kill_9_reclaims_every_member(backend: Backend) {
     let database = test_database(backend).await;
     let mut first = Process::start(database.url()).await;
     let sockets = first.fill("survivors", "alice", &["bob", "carol"]).await;
-    assert_eq!(first.room("survivors").await["attending"], 3);
+    assert_eq!(first.room("survivors").await.attending, 3);
 
     first.signal("KILL");
     assert!(!first.wait().await.success());
@@ -49,24 +48,16 @@ async fn a_restart_after_kill_9_reclaims_every_member(backend: Backend) {
 
     let second = Process::start(database.url()).await;
     let room = second.room("survivors").await;
-    assert_eq!(
-        (room["attending"].clone(), room["reserved"].clone()),
-        (json!(0), json!(0))
-    );
+    assert_eq!((room.attending, room.reserved), (0, 0));
     // And the room works: all ten seats are free.
     let _sockets = second.fill("another", "dave", &[]).await;
     let token = second.token("erin").await;
-    let response = second
-        .client
-        .post(format!(
-            "{}/api/v1/rooms/survivors/reservations",
-            second.address
-        ))
-        .bearer_auth(&token)
-        .send()
+    let reserved = second
+        .api
+        .reserve(&token, "survivors", &Default::default())
         .await
         .unwrap();
-    assert_eq!(response.status(), StatusCode::CREATED);
+    assert!(reserved.fresh, "a fresh reservation (201)");
 }
 
 async fn sigterm_closes_sessions_with_1001_and_exits_0(backend: Backend) {
@@ -76,7 +67,7 @@ async fn sigterm_closes_sessions_with_1001_and_exits_0(backend: Backend) {
     server.signal("TERM");
     for ws in &mut sockets {
         let (code, _) = expect_close(ws).await;
-        assert_eq!(code, 1001);
+        assert_eq!(code, CloseCode::GoingAway.code());
     }
     let status = server.wait().await;
     assert_eq!(status.code(), Some(0), "{status:?}");

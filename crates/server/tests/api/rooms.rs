@@ -4,9 +4,10 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 use reqwest::StatusCode;
+use roomgate_api::{CloseCode, CreatedRoom, ErrorCode, RoomPage, RoomState};
 use serde_json::{Value, json};
 
-use crate::helpers::{AppOptions, Backend, error_of, spawn_app_with, ticket_of};
+use crate::helpers::{AppOptions, Backend, error_of, expect_close, next_joined, spawn_app_with};
 use crate::on_both_databases;
 
 on_both_databases!(
@@ -28,36 +29,31 @@ async fn creating_a_room_registers_it_as_pending(backend: Backend) {
         .create_room_raw(&token, &json!({"id": "rust-study", "title": "Rust study", "capacity": 4, "password": "s3cret"}))
         .await;
     assert_eq!(response.status(), StatusCode::ACCEPTED);
-    let body: Value = response.json().await.unwrap();
-    let room = &body["room"];
-    assert_eq!(room["id"], "rust-study");
-    assert_eq!(room["title"], "Rust study");
-    assert_eq!(room["capacity"], 4);
-    assert_eq!(room["attending"], 0);
-    assert_eq!(room["reserved"], 1);
-    assert_eq!(room["has_password"], true);
-    assert_eq!(room["state"], "pending");
-    assert!(room["created_at"].as_str().unwrap().ends_with('Z'));
-    let reservation = &body["reservation"];
-    assert_eq!(reservation["room_id"], "rust-study");
-    assert_eq!(reservation["user_id"], "alice");
-    let ticket = ticket_of(reservation);
+    let body: CreatedRoom = response.json().await.unwrap();
+    let room = &body.room;
+    assert_eq!(room.id, "rust-study");
+    assert_eq!(room.title, "Rust study");
+    assert_eq!(room.capacity, 4);
+    assert_eq!(room.attending, 0);
+    assert_eq!(room.reserved, 1);
+    assert!(room.has_password);
+    assert_eq!(room.state, RoomState::Pending);
+    assert!(room.created_at.ends_with('Z'));
+    let reservation = &body.reservation;
+    assert_eq!(reservation.room_id, "rust-study");
+    assert_eq!(reservation.user_id, "alice");
+    let ticket = &reservation.ticket;
     assert!(ticket.len() >= 22, "at least 128 bits: {ticket}");
-    assert_eq!(reservation["ws_url"], format!("/api/v1/ws?ticket={ticket}"));
-    assert!(reservation["expires_at"].is_string());
+    assert_eq!(reservation.ws_url, format!("/api/v1/ws?ticket={ticket}"));
 
     // Reads see it as pending, and the list (open rooms only) does not.
     let view = app.room("rust-study").await;
     assert_eq!(
-        (
-            view["state"].clone(),
-            view["attending"].clone(),
-            view["reserved"].clone()
-        ),
-        (json!("pending"), json!(0), json!(1))
+        (view.state, view.attending, view.reserved),
+        (RoomState::Pending, 0, 1)
     );
-    let list: Value = app.get("/api/v1/rooms").await.json().await.unwrap();
-    assert_eq!(list["rooms"], json!([]));
+    let list = app.api.rooms(None, None).await.unwrap();
+    assert_eq!(list.rooms, []);
     app.shutdown().await;
 }
 
@@ -105,7 +101,7 @@ async fn invalid_room_requests_name_the_field(backend: Backend) {
     for (body, field) in cases {
         let (status, code, details) = error_of(app.create_room_raw(&token, &body).await).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-        assert_eq!(code, "invalid_request", "{body}");
+        assert_eq!(code, ErrorCode::InvalidRequest, "{body}");
         if let Some(field) = field {
             assert_eq!(details["field"], field, "{body}");
         }
@@ -122,8 +118,8 @@ async fn invalid_room_requests_name_the_field(backend: Backend) {
         .unwrap();
     let (status, code, _) = error_of(response).await;
     assert_eq!(
-        (status, code.as_str()),
-        (StatusCode::BAD_REQUEST, "invalid_request")
+        (status, code),
+        (StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest)
     );
     let response = app
         .client
@@ -155,8 +151,8 @@ async fn oversized_bodies_are_refused_with_413(backend: Backend) {
     let body = json!({"id": "big", "title": "T", "capacity": 2, "password": "p".repeat(20_000)});
     let (status, code, _) = error_of(app.create_room_raw(&token, &body).await).await;
     assert_eq!(
-        (status, code.as_str()),
-        (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+        (status, code),
+        (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::PayloadTooLarge)
     );
     let response = app
         .reserve_raw(
@@ -167,8 +163,8 @@ async fn oversized_bodies_are_refused_with_413(backend: Backend) {
         .await;
     let (status, code, _) = error_of(response).await;
     assert_eq!(
-        (status, code.as_str()),
-        (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+        (status, code),
+        (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::PayloadTooLarge)
     );
     app.shutdown().await;
 }
@@ -185,11 +181,11 @@ async fn an_open_room_cannot_be_created_again(backend: Backend) {
         .await;
     let (status, code, details) = error_of(response).await;
     assert_eq!(
-        (status, code.as_str()),
-        (StatusCode::CONFLICT, "room_exists")
+        (status, code),
+        (StatusCode::CONFLICT, ErrorCode::RoomExists)
     );
     assert_eq!(details["room_id"], "taken");
-    assert_eq!(app.room("taken").await["title"], "Room taken");
+    assert_eq!(app.room("taken").await.title, "Room taken");
     app.shutdown().await;
 }
 
@@ -212,16 +208,16 @@ async fn a_pending_room_refuses_other_creators_with_retry_after(backend: Backend
     assert!((1..=30).contains(&retry_after), "{retry_after}");
     let (status, code, _) = error_of(response).await;
     assert_eq!(
-        (status, code.as_str()),
-        (StatusCode::CONFLICT, "room_pending")
+        (status, code),
+        (StatusCode::CONFLICT, ErrorCode::RoomPending)
     );
     // Reserving in it is refused the same way.
     let response = app.reserve_raw(&bob, "contested", None).await;
     assert!(response.headers().contains_key("retry-after"));
     let (status, code, _) = error_of(response).await;
     assert_eq!(
-        (status, code.as_str()),
-        (StatusCode::CONFLICT, "room_pending")
+        (status, code),
+        (StatusCode::CONFLICT, ErrorCode::RoomPending)
     );
     app.shutdown().await;
 }
@@ -239,10 +235,10 @@ async fn twenty_concurrent_creations_admit_exactly_one(backend: Backend) {
     let mut conflicts = 0;
     for response in responses {
         match response.status() {
-            StatusCode::ACCEPTED => winners.push(response.json::<Value>().await.unwrap()),
+            StatusCode::ACCEPTED => winners.push(response.json::<CreatedRoom>().await.unwrap()),
             StatusCode::CONFLICT => {
                 let (_, code, _) = error_of(response).await;
-                assert_eq!(code, "room_pending");
+                assert_eq!(code, ErrorCode::RoomPending);
                 conflicts += 1;
             }
             other => panic!("unexpected {other}"),
@@ -250,18 +246,16 @@ async fn twenty_concurrent_creations_admit_exactly_one(backend: Backend) {
     }
     assert_eq!((winners.len(), conflicts), (1, 19));
     // The winner opens it; the creator recorded is the winner.
-    let mut ws = app.ws(ticket_of(&winners[0]["reservation"])).await;
-    let joined = crate::helpers::next_json(&mut ws).await;
-    assert_eq!(
-        joined["members"],
-        json!([winners[0]["reservation"]["user_id"]])
-    );
+    let mut ws = app.ws(&winners[0].reservation.ticket).await;
+    let joined = next_joined(&mut ws).await;
+    assert_eq!(joined.members, [winners[0].reservation.user_id.clone()]);
     app.shutdown().await;
 }
 
 async fn an_unconfirmed_room_leaves_no_row_and_can_be_created_again(backend: Backend) {
     let app = spawn_app_with(
         AppOptions::new(backend)
+            .with_manual_clock()
             .with("admission.pending_room_ttl_ms", 300)
             .with("admission.reservation_ttl_ms", 300)
             .with("admission.reaper_interval_ms", 50),
@@ -269,12 +263,19 @@ async fn an_unconfirmed_room_leaves_no_row_and_can_be_created_again(backend: Bac
     .await;
     let alice = app.token("alice").await;
     let abandoned = app.create_room(&alice, "ghost-town", 3).await;
-    tokio::time::sleep(Duration::from_millis(450)).await;
-    // Gone from reads, and no row was ever written.
-    assert_eq!(
-        app.get("/api/v1/rooms/ghost-town").await.status(),
-        StatusCode::NOT_FOUND
-    );
+    // Just short of its TTL it is still pending; past it, gone from reads.
+    app.advance(Duration::from_millis(250));
+    assert_eq!(app.room("ghost-town").await.state, RoomState::Pending);
+    app.advance(Duration::from_millis(200));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    while app.get("/api/v1/rooms/ghost-town").await.status() != StatusCode::NOT_FOUND {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the expired pending room is still read"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    // And no row was ever written.
     let db = roomgate_persistence::Database::connect(
         &app.database
             .settings(roomgate_persistence::JoinGuard::Conditional),
@@ -284,18 +285,20 @@ async fn an_unconfirmed_room_leaves_no_row_and_can_be_created_again(backend: Bac
     let id = roomgate_domain::RoomId::parse("ghost-town").unwrap();
     assert!(db.get_room(&id).await.unwrap().is_none());
     // The creator's late ticket opens nothing.
-    let mut late = app.ws(ticket_of(&abandoned["reservation"])).await;
-    assert_eq!(crate::helpers::expect_close(&mut late).await.0, 4002);
+    let mut late = app.ws(&abandoned.reservation.ticket).await;
+    assert_eq!(
+        expect_close(&mut late).await.0,
+        CloseCode::TicketExpired.code()
+    );
     assert!(db.get_room(&id).await.unwrap().is_none());
 
     // Anyone may create it again, and this time it opens.
     let bob = app.token("bob").await;
     let again = app.create_room(&bob, "ghost-town", 3).await;
-    let mut ws = app.ws(ticket_of(&again["reservation"])).await;
-    let joined = crate::helpers::next_json(&mut ws).await;
-    assert_eq!(joined["type"], "joined");
-    assert_eq!(joined["room"]["attending"], 1);
-    assert_eq!(joined["room"]["reserved"], 0);
+    let mut ws = app.ws(&again.reservation.ticket).await;
+    let joined = next_joined(&mut ws).await;
+    assert_eq!(joined.room.attending, 1);
+    assert_eq!(joined.room.reserved, 0);
     app.shutdown().await;
 }
 
@@ -305,35 +308,20 @@ async fn rooms_are_listed_by_id_a_page_at_a_time(backend: Backend) {
     for id in ["delta", "alpha", "charlie", "bravo", "echo"] {
         sockets.push(app.open_room(&format!("owner-{id}"), id, 3).await);
     }
-    let page: Value = app.get("/api/v1/rooms?limit=2").await.json().await.unwrap();
-    let ids = |page: &Value| -> Vec<String> {
-        page["rooms"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r["id"].as_str().unwrap().to_owned())
-            .collect()
+    let page = app.api.rooms(Some(2), None).await.unwrap();
+    let ids = |page: &RoomPage| -> Vec<String> {
+        page.rooms.iter().map(|room| room.id.clone()).collect()
     };
     assert_eq!(ids(&page), ["alpha", "bravo"]);
-    assert_eq!(page["next"], "bravo");
-    assert_eq!(page["rooms"][0]["state"], "open");
-    assert_eq!(page["rooms"][0]["attending"], 1);
-    let page: Value = app
-        .get("/api/v1/rooms?limit=2&after=bravo")
-        .await
-        .json()
-        .await
-        .unwrap();
+    assert_eq!(page.next.as_deref(), Some("bravo"));
+    assert_eq!(page.rooms[0].state, RoomState::Open);
+    assert_eq!(page.rooms[0].attending, 1);
+    let page = app.api.rooms(Some(2), Some("bravo")).await.unwrap();
     assert_eq!(ids(&page), ["charlie", "delta"]);
-    let page: Value = app
-        .get("/api/v1/rooms?limit=2&after=delta")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let page = app.api.rooms(Some(2), Some("delta")).await.unwrap();
     assert_eq!(ids(&page), ["echo"]);
-    assert_eq!(page["next"], Value::Null);
-    let all: Value = app.get("/api/v1/rooms").await.json().await.unwrap();
+    assert_eq!(page.next, None);
+    let all = app.api.rooms(None, None).await.unwrap();
     assert_eq!(ids(&all).len(), 5);
     for bad in [
         "/api/v1/rooms?limit=0",
@@ -342,8 +330,8 @@ async fn rooms_are_listed_by_id_a_page_at_a_time(backend: Backend) {
     ] {
         let (status, code, _) = error_of(app.get(bad).await).await;
         assert_eq!(
-            (status, code.as_str()),
-            (StatusCode::BAD_REQUEST, "invalid_request"),
+            (status, code),
+            (StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest),
             "{bad}"
         );
     }
@@ -356,14 +344,14 @@ async fn unknown_rooms_are_not_found(backend: Backend) {
     let app = spawn_app_with(AppOptions::new(backend)).await;
     let (status, code, _) = error_of(app.get("/api/v1/rooms/nowhere").await).await;
     assert_eq!(
-        (status, code.as_str()),
-        (StatusCode::NOT_FOUND, "room_not_found")
+        (status, code),
+        (StatusCode::NOT_FOUND, ErrorCode::RoomNotFound)
     );
     let token = app.token("alice").await;
     let (status, code, _) = error_of(app.reserve_raw(&token, "nowhere", None).await).await;
     assert_eq!(
-        (status, code.as_str()),
-        (StatusCode::NOT_FOUND, "room_not_found")
+        (status, code),
+        (StatusCode::NOT_FOUND, ErrorCode::RoomNotFound)
     );
     app.shutdown().await;
 }

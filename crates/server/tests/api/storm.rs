@@ -2,9 +2,9 @@
 
 use futures_util::future::join_all;
 use reqwest::StatusCode;
-use serde_json::Value;
+use roomgate_api::{ErrorCode, ReservationView};
 
-use crate::helpers::{AppOptions, Backend, error_of, next_json, spawn_app_with, ticket_of};
+use crate::helpers::{AppOptions, Backend, error_of, next_joined, spawn_app_with};
 use crate::on_both_databases;
 
 on_both_databases!(three_hundred_reservations_for_nine_seats);
@@ -31,9 +31,9 @@ async fn three_hundred_reservations_for_nine_seats(backend: Backend) {
     let mut refused = 0;
     for response in responses {
         match response.status() {
-            StatusCode::CREATED => admitted.push(response.json::<Value>().await.unwrap()),
+            StatusCode::CREATED => admitted.push(response.json::<ReservationView>().await.unwrap()),
             StatusCode::CONFLICT => {
-                assert_eq!(error_of(response).await.1, "room_full");
+                assert_eq!(error_of(response).await.1, ErrorCode::RoomFull);
                 refused += 1;
             }
             other => panic!("unexpected status {other}"),
@@ -42,26 +42,19 @@ async fn three_hundred_reservations_for_nine_seats(backend: Backend) {
     let free = CAPACITY as usize - 1;
     assert_eq!((admitted.len(), refused), (free, CONTENDERS - free));
     let room = app.room("arena").await;
-    assert_eq!(
-        (room["attending"].as_u64(), room["reserved"].as_u64()),
-        (Some(1), Some(free as u64))
-    );
+    assert_eq!((room.attending as usize, room.reserved as usize), (1, free));
 
     // Every admitted reservation confirms, all at once.
     let joins = admitted.iter().map(|reservation| async {
-        let mut ws = app.ws(ticket_of(reservation)).await;
-        let joined = next_json(&mut ws).await;
+        let mut ws = app.ws(&reservation.ticket).await;
+        // Fails the test unless the first frame is `joined`.
+        let joined = next_joined(&mut ws).await;
         (ws, joined)
     });
     let sessions = join_all(joins).await;
-    for (_, joined) in &sessions {
-        assert_eq!(joined["type"], "joined", "{joined}");
-    }
+    assert_eq!(sessions.len(), free);
     let room = app.room("arena").await;
-    assert_eq!(
-        (room["attending"].as_u64(), room["reserved"].as_u64()),
-        (Some(u64::from(CAPACITY)), Some(0))
-    );
+    assert_eq!((room.attending, room.reserved), (CAPACITY, 0));
 
     // Nobody else gets in afterwards.
     let late = app.token("latecomer").await;
@@ -69,7 +62,7 @@ async fn three_hundred_reservations_for_nine_seats(backend: Backend) {
         error_of(app.reserve_raw(&late, "arena", None).await)
             .await
             .1,
-        "room_full"
+        ErrorCode::RoomFull
     );
     app.shutdown().await;
 }

@@ -4,12 +4,15 @@
 use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
+use roomgate_api::{
+    ClientFrame, CloseCode, FrameErrorCode, PresenceEvent, PresenceFrame, RoomState, ServerFrame,
+};
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::helpers::{
-    AppOptions, Backend, expect_close, next_json, next_of_type, send_json, spawn_app_with,
-    ticket_of,
+    AppOptions, Backend, expect_close, next_error_frame, next_frame, next_joined, next_message,
+    next_presence, next_received, say, send_frame, spawn_app_with,
 };
 use crate::on_both_databases;
 
@@ -34,54 +37,48 @@ async fn creator_opens_the_room_and_members_chat_with_presence(backend: Backend)
     let app = spawn_app_with(AppOptions::new(backend)).await;
     let token = app.token("alice").await;
     let created = app.create_room(&token, "lounge", 3).await;
-    assert_eq!(created["room"]["state"], "pending");
+    assert_eq!(created.room.state, RoomState::Pending);
 
-    let mut alice = app.ws(ticket_of(&created["reservation"])).await;
-    let joined = next_json(&mut alice).await;
-    assert_eq!(joined["type"], "joined");
-    assert_eq!(joined["room"]["id"], "lounge");
-    assert_eq!(joined["room"]["state"], "open");
-    assert_eq!(joined["room"]["attending"], 1);
-    assert_eq!(joined["room"]["reserved"], 0);
-    assert_eq!(joined["members"], json!(["alice"]));
-    assert_eq!(joined["history"], json!([]));
-    let own = next_of_type(&mut alice, "presence").await;
-    assert_eq!(
-        own,
-        json!({"type": "presence", "event": "joined", "user_id": "alice", "attending": 1})
-    );
+    let mut alice = app.ws(&created.reservation.ticket).await;
+    let joined = next_joined(&mut alice).await;
+    assert_eq!(joined.room.id, "lounge");
+    assert_eq!(joined.room.state, RoomState::Open);
+    assert_eq!(joined.room.attending, 1);
+    assert_eq!(joined.room.reserved, 0);
+    assert_eq!(joined.members, ["alice"]);
+    assert_eq!(joined.history, []);
+    let presence = |event, user: &str, attending| PresenceFrame {
+        event,
+        user_id: user.to_owned(),
+        attending,
+    };
+    let own = next_presence(&mut alice).await;
+    assert_eq!(own, presence(PresenceEvent::Joined, "alice", 1));
 
     let (mut bob, bob_joined) = app.join("bob", "lounge").await;
-    let mut members: Vec<String> = serde_json::from_value(bob_joined["members"].clone()).unwrap();
+    let mut members = bob_joined.members;
     members.sort();
     assert_eq!(members, ["alice", "bob"]);
-    let presence = next_of_type(&mut alice, "presence").await;
-    assert_eq!(
-        presence,
-        json!({"type": "presence", "event": "joined", "user_id": "bob", "attending": 2})
-    );
+    let joined_bob = next_presence(&mut alice).await;
+    assert_eq!(joined_bob, presence(PresenceEvent::Joined, "bob", 2));
 
-    send_json(&mut bob, &json!({"type": "message", "body": "hello alice"})).await;
-    let at_alice = next_of_type(&mut alice, "message").await;
-    let at_bob = next_of_type(&mut bob, "message").await;
+    send_frame(&mut bob, &say("hello alice")).await;
+    let at_alice = next_message(&mut alice).await;
+    let at_bob = next_message(&mut bob).await;
     assert_eq!(
         at_alice, at_bob,
         "the sender gets the same frame as everyone"
     );
-    assert_eq!(at_alice["room_id"], "lounge");
-    assert_eq!(at_alice["user_id"], "bob");
-    assert_eq!(at_alice["body"], "hello alice");
-    assert!(at_alice["id"].as_u64().is_some(), "{at_alice}");
-    assert!(at_alice["sent_at"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(at_alice.room_id, "lounge");
+    assert_eq!(at_alice.user_id, "bob");
+    assert_eq!(at_alice.body, "hello alice");
+    assert!(at_alice.sent_at.ends_with('Z'));
 
-    send_json(&mut bob, &json!({"type": "leave"})).await;
-    assert_eq!(expect_close(&mut bob).await.0, 1000);
-    let left = next_of_type(&mut alice, "presence").await;
-    assert_eq!(
-        left,
-        json!({"type": "presence", "event": "left", "user_id": "bob", "attending": 1})
-    );
-    assert_eq!(app.room("lounge").await["attending"], 1);
+    send_frame(&mut bob, &ClientFrame::Leave).await;
+    assert_eq!(expect_close(&mut bob).await.0, CloseCode::Left.code());
+    let left = next_presence(&mut alice).await;
+    assert_eq!(left, presence(PresenceEvent::Left, "bob", 1));
+    assert_eq!(app.room("lounge").await.attending, 1);
     app.shutdown().await;
 }
 
@@ -89,26 +86,13 @@ async fn history_is_sent_on_join_oldest_first(backend: Backend) {
     let app = spawn_app_with(AppOptions::new(backend).with("chat.history_on_join", 3)).await;
     let mut alice = app.open_room("alice", "archive", 5).await;
     for i in 1..=5 {
-        send_json(
-            &mut alice,
-            &json!({"type": "message", "body": format!("m{i}")}),
-        )
-        .await;
-        assert_eq!(
-            next_of_type(&mut alice, "message").await["body"],
-            format!("m{i}")
-        );
+        send_frame(&mut alice, &say(&format!("m{i}"))).await;
+        assert_eq!(next_message(&mut alice).await.body, format!("m{i}"));
     }
     let (_bob, joined) = app.join("bob", "archive").await;
-    let bodies: Vec<&str> = joined["history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["body"].as_str().unwrap())
-        .collect();
+    let bodies: Vec<&str> = joined.history.iter().map(|m| m.body.as_str()).collect();
     assert_eq!(bodies, ["m3", "m4", "m5"]);
-    assert_eq!(joined["history"][0]["type"], "message");
-    assert_eq!(joined["history"][0]["user_id"], "alice");
+    assert_eq!(joined.history[0].user_id, "alice");
     app.shutdown().await;
 }
 
@@ -125,49 +109,37 @@ async fn bad_frames_get_an_error_frame_and_the_session_stays(backend: Backend) {
     ];
     for frame in bad {
         alice.send(frame).await.unwrap();
-        let error = next_of_type(&mut alice, "error").await;
-        assert_eq!(error["code"], "invalid_message", "{error}");
-        assert!(error["message"].is_string());
+        let error = next_error_frame(&mut alice).await;
+        assert_eq!(error.code, FrameErrorCode::InvalidMessage, "{error:?}");
     }
-    send_json(
-        &mut alice,
-        &json!({"type": "message", "body": "x".repeat(4000)}),
-    )
-    .await;
-    assert_eq!(
-        next_of_type(&mut alice, "message").await["body"]
-            .as_str()
-            .unwrap()
-            .len(),
-        4000
-    );
+    send_frame(&mut alice, &say(&"x".repeat(4000))).await;
+    assert_eq!(next_message(&mut alice).await.body.len(), 4000);
     app.shutdown().await;
 }
 
 async fn leave_closes_with_1000_and_returns_the_seat(backend: Backend) {
     let app = spawn_app_with(AppOptions::new(backend)).await;
     let mut alice = app.open_room("alice", "brief", 1).await;
-    send_json(&mut alice, &json!({"type": "leave"})).await;
+    send_frame(&mut alice, &ClientFrame::Leave).await;
     let (code, _) = expect_close(&mut alice).await;
-    assert_eq!(code, 1000);
+    assert_eq!(code, CloseCode::Left.code());
     app.wait_for_room("brief", SETTLE, |room| {
-        room["attending"] == 0 && room["reserved"] == 0
+        room.attending == 0 && room.reserved == 0
     })
     .await;
     // The only seat is free again.
     let (_bob, joined) = app.join("bob", "brief").await;
-    assert_eq!(joined["room"]["attending"], 1);
+    assert_eq!(joined.room.attending, 1);
     app.shutdown().await;
 }
 
 async fn a_frame_over_the_limit_closes_with_1009(backend: Backend) {
     let app = spawn_app_with(AppOptions::new(backend)).await;
     let mut alice = app.open_room("alice", "big", 2).await;
-    let huge = json!({"type": "message", "body": "x".repeat(70 * 1024)}).to_string();
-    alice.send(Message::text(huge)).await.unwrap();
+    send_frame(&mut alice, &say(&"x".repeat(70 * 1024))).await;
     let (code, _) = expect_close(&mut alice).await;
-    assert_eq!(code, 1009);
-    app.wait_for_room("big", SETTLE, |room| room["attending"] == 0)
+    assert_eq!(code, CloseCode::FrameTooLarge.code());
+    app.wait_for_room("big", SETTLE, |room| room.attending == 0)
         .await;
     app.shutdown().await;
 }
@@ -180,7 +152,7 @@ async fn too_many_messages_close_with_1008(backend: Backend) {
     for i in 0..6 {
         if alice
             .send(Message::text(
-                json!({"type": "message", "body": format!("{i}")}).to_string(),
+                serde_json::to_string(&say(&format!("{i}"))).unwrap(),
             ))
             .await
             .is_err()
@@ -189,8 +161,11 @@ async fn too_many_messages_close_with_1008(backend: Backend) {
         }
     }
     let (code, reason) = expect_close(&mut alice).await;
-    assert_eq!((code, reason.as_str()), (1008, "rate_limited"));
-    app.wait_for_room("chatty", SETTLE, |room| room["attending"] == 0)
+    assert_eq!(
+        (code, reason.as_str()),
+        (CloseCode::RateLimited.code(), "rate_limited")
+    );
+    app.wait_for_room("chatty", SETTLE, |room| room.attending == 0)
         .await;
     app.shutdown().await;
 }
@@ -199,14 +174,14 @@ async fn tickets_are_single_use_and_forgeries_are_refused(backend: Backend) {
     let app = spawn_app_with(AppOptions::new(backend)).await;
     let token = app.token("alice").await;
     let created = app.create_room(&token, "once", 2).await;
-    let ticket = ticket_of(&created["reservation"]).to_owned();
+    let ticket = created.reservation.ticket;
     let mut first = app.ws(&ticket).await;
-    assert_eq!(next_json(&mut first).await["type"], "joined");
+    next_joined(&mut first).await;
 
     let mut reused = app.ws(&ticket).await;
     assert_eq!(
         expect_close(&mut reused).await,
-        (4001, "invalid_ticket".to_owned())
+        (CloseCode::InvalidTicket.code(), "invalid_ticket".to_owned())
     );
 
     // Well-formed but never issued.
@@ -214,25 +189,27 @@ async fn tickets_are_single_use_and_forgeries_are_refused(backend: Backend) {
     let mut forgery = app.ws(&forged).await;
     assert_eq!(
         expect_close(&mut forgery).await,
-        (4001, "invalid_ticket".to_owned())
+        (CloseCode::InvalidTicket.code(), "invalid_ticket".to_owned())
     );
 
     for path in ["/api/v1/ws?ticket=garbage", "/api/v1/ws"] {
         let mut socket = app.ws_path(path).await;
-        assert_eq!(expect_close(&mut socket).await.0, 4001, "{path}");
+        assert_eq!(
+            expect_close(&mut socket).await.0,
+            CloseCode::InvalidTicket.code(),
+            "{path}"
+        );
     }
     // Nothing was written for the refused ones.
     let room = app.room("once").await;
-    assert_eq!(
-        (room["attending"].clone(), room["reserved"].clone()),
-        (json!(1), json!(0))
-    );
+    assert_eq!((room.attending, room.reserved), (1, 0));
     app.shutdown().await;
 }
 
 async fn an_expired_ticket_closes_with_4002_and_its_seat_is_back(backend: Backend) {
     let app = spawn_app_with(
         AppOptions::new(backend)
+            .with_manual_clock()
             .with("admission.reservation_ttl_ms", 300)
             .with("admission.reaper_interval_ms", 50),
     )
@@ -240,17 +217,17 @@ async fn an_expired_ticket_closes_with_4002_and_its_seat_is_back(backend: Backen
     let _alice = app.open_room("alice", "short", 2).await;
     let bob = app.token("bob").await;
     let reservation = app.reserve(&bob, "short").await;
-    assert_eq!(app.room("short").await["reserved"], 1);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let mut late = app.ws(ticket_of(&reservation)).await;
+    assert_eq!(app.room("short").await.reserved, 1);
+    app.advance(Duration::from_millis(500));
+    let mut late = app.ws(&reservation.ticket).await;
     assert_eq!(
         expect_close(&mut late).await,
-        (4002, "ticket_expired".to_owned())
+        (CloseCode::TicketExpired.code(), "ticket_expired".to_owned())
     );
     let room = app
-        .wait_for_room("short", SETTLE, |room| room["reserved"] == 0)
+        .wait_for_room("short", SETTLE, |room| room.reserved == 0)
         .await;
-    assert_eq!(room["attending"], 1);
+    assert_eq!(room.attending, 1);
     app.shutdown().await;
 }
 
@@ -260,10 +237,15 @@ async fn a_cancelled_ticket_is_refused(backend: Backend) {
     let bob = app.token("bob").await;
     let reservation = app.reserve(&bob, "fickle").await;
     assert_eq!(app.cancel(&bob, "fickle").await.status(), 204);
-    assert_eq!(app.room("fickle").await["reserved"], 0);
-    let mut socket = app.ws(ticket_of(&reservation)).await;
-    assert_eq!(expect_close(&mut socket).await.0, 4001);
-    assert_eq!(app.room("fickle").await["attending"], 1);
+    assert_eq!(app.room("fickle").await.reserved, 0);
+    let mut session = app.session(&reservation.ticket).await;
+    let refused = next_received(&mut session).await;
+    assert_eq!(
+        refused.close_code(),
+        Some(CloseCode::InvalidTicket),
+        "{refused:?}"
+    );
+    assert_eq!(app.room("fickle").await.attending, 1);
     app.shutdown().await;
 }
 
@@ -286,15 +268,15 @@ async fn a_full_database_guard_closes_with_4009(backend: Backend) {
 
     let bob = app.token("bob").await;
     let reservation = app.reserve(&bob, "guarded").await;
-    let mut socket = app.ws(ticket_of(&reservation)).await;
+    let mut socket = app.ws(&reservation.ticket).await;
     assert_eq!(
         expect_close(&mut socket).await,
-        (4009, "room_full".to_owned())
+        (CloseCode::RoomFull.code(), "room_full".to_owned())
     );
     let view = app
-        .wait_for_room("guarded", SETTLE, |room| room["reserved"] == 0)
+        .wait_for_room("guarded", SETTLE, |room| room.reserved == 0)
         .await;
-    assert_eq!(view["attending"], 2);
+    assert_eq!(view.attending, 2);
     app.shutdown().await;
 }
 
@@ -305,16 +287,16 @@ async fn abrupt_disconnects_return_every_seat(backend: Backend) {
     for user in ["bob", "carol", "dave", "erin"] {
         sockets.push(app.join(user, "flaky").await.0);
     }
-    assert_eq!(app.room("flaky").await["attending"], 5);
+    assert_eq!(app.room("flaky").await.attending, 5);
     // Dropping the stream closes the TCP connection without a close frame.
     drop(sockets);
     let room = app
-        .wait_for_room("flaky", SETTLE, |room| room["attending"] == 0)
+        .wait_for_room("flaky", SETTLE, |room| room.attending == 0)
         .await;
-    assert_eq!(room["reserved"], 0);
+    assert_eq!(room.reserved, 0);
     let (_frank, joined) = app.join("frank", "flaky").await;
-    assert_eq!(joined["room"]["attending"], 1);
-    assert_eq!(joined["members"], json!(["frank"]));
+    assert_eq!(joined.room.attending, 1);
+    assert_eq!(joined.members, ["frank"]);
     app.shutdown().await;
 }
 
@@ -327,7 +309,7 @@ async fn a_silent_client_is_dropped_after_the_timeout(backend: Backend) {
     .await;
     // The client never reads again, so it never answers a ping.
     let _silent = app.open_room("alice", "quiet", 2).await;
-    app.wait_for_room("quiet", SETTLE, |room| room["attending"] == 0)
+    app.wait_for_room("quiet", SETTLE, |room| room.attending == 0)
         .await;
     app.shutdown().await;
 }
@@ -347,11 +329,11 @@ async fn a_reader_that_falls_behind_is_closed_not_buffered() {
     let body = "x".repeat(4000);
     let mut sent = 0;
     // Bob reads nothing; once the socket buffers and his queue are full, he is dropped.
-    while app.room("firehose").await["attending"] == 2 {
+    while app.room("firehose").await.attending == 2 {
         assert!(sent < 5000, "bob was never closed");
         for _ in 0..50 {
-            send_json(&mut alice, &json!({"type": "message", "body": body})).await;
-            next_of_type(&mut alice, "message").await;
+            send_frame(&mut alice, &say(&body)).await;
+            next_message(&mut alice).await;
             sent += 1;
         }
     }
@@ -365,7 +347,7 @@ async fn a_reader_that_falls_behind_is_closed_not_buffered() {
             Some(Ok(Message::Close(Some(frame)))) => {
                 assert_eq!(
                     (u16::from(frame.code), frame.reason.as_str()),
-                    (1013, "too_slow")
+                    (CloseCode::TooSlow.code(), "too_slow")
                 );
                 break;
             }
@@ -374,14 +356,11 @@ async fn a_reader_that_falls_behind_is_closed_not_buffered() {
         }
     }
     // Alice never noticed, beyond the presence frame.
-    send_json(
-        &mut alice,
-        &json!({"type": "message", "body": "still here"}),
-    )
-    .await;
+    send_frame(&mut alice, &say("still here")).await;
     loop {
-        let frame = next_json(&mut alice).await;
-        if frame["body"] == "still here" {
+        if let ServerFrame::Message(message) = next_frame(&mut alice).await
+            && message.body == "still here"
+        {
             break;
         }
     }
