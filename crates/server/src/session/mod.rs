@@ -44,6 +44,9 @@ enum Ending {
     /// No pong or frame within `ws.client_timeout`.
     TimedOut,
     ShuttingDown,
+    /// This node lost its lease and its seats were reclaimed by the others (it was paused or
+    /// cut off past `node.lease_ms`); to the client it is the server going away.
+    Evicted,
     RateLimited,
     FrameTooBig,
     ProtocolError,
@@ -60,6 +63,7 @@ impl Ending {
             Self::Left => DepartureReason::Left,
             Self::TimedOut => DepartureReason::TimedOut,
             Self::ShuttingDown => DepartureReason::Shutdown,
+            Self::Evicted => DepartureReason::Reclaimed,
             Self::ClosedByClient(_)
             | Self::Vanished
             | Self::RateLimited
@@ -83,7 +87,7 @@ impl Ending {
             Self::ClosedByClient(echo) => Some(echo),
             Self::Vanished => None,
             Self::TimedOut => reason(frames::CloseCode::GoingAway, "client_timeout"),
-            Self::ShuttingDown => usual(frames::CloseCode::GoingAway),
+            Self::ShuttingDown | Self::Evicted => usual(frames::CloseCode::GoingAway),
             Self::RateLimited => usual(frames::CloseCode::RateLimited),
             Self::FrameTooBig => usual(frames::CloseCode::FrameTooLarge),
             Self::ProtocolError => usual(frames::CloseCode::ProtocolError),
@@ -250,7 +254,7 @@ async fn converse(
         tokio::select! {
             biased;
             () = state.shutdown.cancelled() => return Ending::ShuttingDown,
-            () = evicted.cancelled() => return Ending::ShuttingDown,
+            () = evicted.cancelled() => return Ending::Evicted,
             () = lagged.cancelled() => return Ending::TooSlow,
             () = connection_closed.cancelled() => return Ending::Vanished,
             frame = subscription.next() => {
