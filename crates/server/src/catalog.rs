@@ -42,12 +42,4 @@ impl RoomCatalog {
             },
         );
     }
-
-    pub fn len(&self) -> usize {
-        self.rooms.read().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }

@@ -103,37 +103,6 @@ async fn an_unreachable_redis_answers_unavailable_quickly_and_changes_nothing() 
     assert!(store.ping().await.is_err());
 }
 
-/// A TCP relay in front of Redis that a test can cut and bring back on the same address.
-struct Relay {
-    address: std::net::SocketAddr,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Relay {
-    async fn start(address: std::net::SocketAddr, upstream: std::net::SocketAddr) -> Self {
-        let listener = tokio::net::TcpListener::bind(address).await.unwrap();
-        let address = listener.local_addr().unwrap();
-        let task = tokio::spawn(async move {
-            let mut pipes = tokio::task::JoinSet::new();
-            while let Ok((mut client, _)) = listener.accept().await {
-                pipes.spawn(async move {
-                    if let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                    }
-                });
-            }
-        });
-        Self { address, task }
-    }
-
-    /// Drops the listener and every relayed connection.
-    async fn cut(self) -> std::net::SocketAddr {
-        self.task.abort();
-        let _ = self.task.await;
-        self.address
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_seat_released_while_redis_is_away_is_given_back_when_it_returns() {
     let prefix = format!("rgtest:{:016x}:", rand::random::<u64>());
@@ -145,9 +114,9 @@ async fn a_seat_released_while_redis_is_away_is_given_back_when_it_returns() {
             .unwrap()
             .next()
             .unwrap();
-    let relay = Relay::start("127.0.0.1:0".parse().unwrap(), upstream).await;
+    let relay = roomgate_faults::Relay::start(upstream).await.unwrap();
     let mut settings = redis_settings(&prefix, NodeId(1));
-    settings.url = format!("redis://{}", relay.address);
+    settings.url = format!("redis://{}", relay.address());
     settings.connect_timeout = Duration::from_millis(300);
     settings.response_timeout = Duration::from_millis(500);
     let relayed = RedisPermitStore::connect(&settings).unwrap();
@@ -160,7 +129,7 @@ async fn a_seat_released_while_redis_is_away_is_given_back_when_it_returns() {
         .confirm(&reservation.ticket, SessionId(1))
         .await
         .unwrap();
-    let address = relay.cut().await;
+    relay.set(roomgate_faults::Fault::Cut);
 
     // The session ends while Redis cannot be reached: the release waits in the queue.
     drop(seat);
@@ -168,7 +137,7 @@ async fn a_seat_released_while_redis_is_away_is_given_back_when_it_returns() {
     assert_eq!(direct.permits.counts(&room("r")).await.unwrap().joined, 1);
 
     // Redis is back: the queued release reaches it and the seat is free again.
-    let _relay = Relay::start(address, upstream).await;
+    relay.set(roomgate_faults::Fault::None);
     tokio::time::timeout(Duration::from_secs(20), relayed.flush_releases())
         .await
         .expect("the queued release reaches redis once it is back");

@@ -1,13 +1,13 @@
 //! Phase 1 for a room this node has seen asks the database nothing, unless the database has
 //! stopped answering: then a reservation answers 503 rather than promise a seat.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use roomgate_faults::{Fault, Relay};
 
 use crate::failures::execute;
+use crate::fixtures::{mysql_upstream, relayed_mysql_url};
 use crate::helpers::{AppOptions, Backend, error_of, spawn_app_with, test_database};
 use crate::on_both_databases;
 
@@ -34,14 +34,8 @@ async fn a_reservation_for_a_seen_room_reads_nothing(backend: Backend) {
 async fn a_seen_room_answers_503_while_the_database_is_unreachable() {
     let database = test_database(Backend::Mysql).await;
     let url = database.url().to_owned();
-    let (credentials, rest) = url.trim_start_matches("mysql://").split_once('@').unwrap();
-    let (host, name) = rest.split_once('/').unwrap();
-    let upstream: SocketAddr = tokio::net::lookup_host(host).await.unwrap().next().unwrap();
-    let relay = Relay::start(upstream).await.unwrap();
-    let relayed = format!(
-        "mysql://{credentials}@{}/{name}?prefer_socket=false",
-        relay.address()
-    );
+    let relay = Relay::start(mysql_upstream(&url).await).await.unwrap();
+    let relayed = relayed_mysql_url(&url, &relay);
     let app = spawn_app_with(
         AppOptions::new(Backend::Mysql)
             .with("database.url", &relayed)

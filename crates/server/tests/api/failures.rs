@@ -1,18 +1,18 @@
 //! The database failing under a running server: joins fail with 4500 and give the permit
 //! back, REST answers 503, and the server recovers when the database does.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use roomgate_api::{CloseCode, ErrorCode, PresenceEvent, PresenceFrame};
 
-use crate::fixtures::Relay;
+use crate::fixtures::{mysql_upstream, relayed_mysql_url};
 use crate::helpers::{
     AppOptions, Backend, error_of, expect_close, next_joined, next_presence, permits_held,
     spawn_app_with, test_database,
 };
 use crate::on_both_databases;
+use roomgate_faults::{Fault, Relay};
 
 on_both_databases!(
     a_join_the_database_cannot_commit_closes_with_4500_and_returns_the_permit,
@@ -132,17 +132,8 @@ async fn a_row_no_session_holds_is_removed_and_announced_without_a_restart(backe
 async fn an_unreachable_database_answers_503_and_the_server_recovers() {
     let database = test_database(Backend::Mysql).await;
     let url = database.url().to_owned();
-    // mysql://user:password@host:port/name
-    let (credentials, rest) = url.trim_start_matches("mysql://").split_once('@').unwrap();
-    let (host, name) = rest.split_once('/').unwrap();
-    let upstream: SocketAddr = tokio::net::lookup_host(host).await.unwrap().next().unwrap();
-    let mut relay = Relay::start("127.0.0.1:0".parse().unwrap(), upstream).await;
-    // The driver would otherwise switch a loopback connection to the server's Unix socket,
-    // going around the relay.
-    let relayed = format!(
-        "mysql://{credentials}@{}/{name}?prefer_socket=false",
-        relay.address
-    );
+    let relay = Relay::start(mysql_upstream(&url).await).await.unwrap();
+    let relayed = relayed_mysql_url(&url, &relay);
 
     let app = spawn_app_with(
         AppOptions::new(Backend::Mysql)
@@ -155,7 +146,7 @@ async fn an_unreachable_database_answers_503_and_the_server_recovers() {
     let bob = app.token("bob").await;
     let reservation = app.reserve(&bob, "remote").await;
 
-    relay.cut().await;
+    relay.set(Fault::Cut);
     // Relayed connections close as their tasks wind down; readiness notices within moments.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while app.get("/readyz").await.status() != StatusCode::SERVICE_UNAVAILABLE {
@@ -175,7 +166,7 @@ async fn an_unreachable_database_answers_503_and_the_server_recovers() {
     assert_eq!(expect_close(&mut ws).await.0, CloseCode::JoinFailed.code());
 
     // The database comes back on the same address.
-    let _relay = Relay::start(relay.address, upstream).await;
+    relay.set(Fault::None);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while app.get("/readyz").await.status() != StatusCode::OK {
         assert!(

@@ -8,7 +8,6 @@
 //! `attending == 0 && reserved == 0`, no participant row, no permit held.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
@@ -23,7 +22,7 @@ use tokio::task::JoinSet;
 use tokio_tungstenite::MaybeTlsStream;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::fixtures::Process;
+use crate::fixtures::{Process, mysql_upstream, redis_upstream, relayed_mysql_url};
 use crate::helpers::{
     AppOptions, Backend, TestApp, Ws, count_participants, permits_held, spawn_app_with,
     test_database,
@@ -53,7 +52,7 @@ const FAULTS: [(Fault, Duration); 5] = [
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_node_survives_mariadb_faults_under_churn() {
     let database = test_database(Backend::Mysql).await;
-    let relay = Relay::start(mysql_address(database.url()).await)
+    let relay = Relay::start(mysql_upstream(database.url()).await)
         .await
         .unwrap();
     let app: TestApp = spawn_app_with(
@@ -74,7 +73,7 @@ async fn one_node_survives_mariadb_faults_under_churn() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_nodes_survive_mariadb_faults_under_churn() {
     let database = test_database(Backend::Mysql).await;
-    let relay = Relay::start(mysql_address(database.url()).await)
+    let relay = Relay::start(mysql_upstream(database.url()).await)
         .await
         .unwrap();
     let prefix = RedisPrefix::new();
@@ -94,7 +93,7 @@ async fn two_nodes_survive_mariadb_faults_under_churn() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_nodes_survive_redis_faults_under_churn() {
     let database = test_database(Backend::Mysql).await;
-    let relay = Relay::start(redis_address().await).await.unwrap();
+    let relay = Relay::start(redis_upstream().await).await.unwrap();
     let prefix = RedisPrefix::new();
     let nodes: Vec<Process> = start_nodes(
         2,
@@ -466,27 +465,4 @@ impl Worker {
         }
         true
     }
-}
-
-async fn mysql_address(url: &str) -> SocketAddr {
-    let (_, rest) = url.trim_start_matches("mysql://").split_once('@').unwrap();
-    let (host, _) = rest.split_once('/').unwrap();
-    tokio::net::lookup_host(host).await.unwrap().next().unwrap()
-}
-
-/// `url` with its host replaced by the relay's. The driver would otherwise switch a loopback
-/// connection to the server's Unix socket, going around the relay.
-fn relayed_mysql_url(url: &str, relay: &Relay) -> String {
-    let (credentials, rest) = url.trim_start_matches("mysql://").split_once('@').unwrap();
-    let (_, name) = rest.split_once('/').unwrap();
-    format!(
-        "mysql://{credentials}@{}/{name}?prefer_socket=false",
-        relay.address()
-    )
-}
-
-async fn redis_address() -> SocketAddr {
-    let url = redis_url();
-    let host = url.trim_start_matches("redis://").trim_end_matches('/');
-    tokio::net::lookup_host(host).await.unwrap().next().unwrap()
 }

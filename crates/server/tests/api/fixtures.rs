@@ -1,5 +1,5 @@
 //! Moving parts that several test modules drive: the real `roomgate` binary as a child process,
-//! and a TCP relay that a test can cut to make a server vanish and come back.
+//! and where the relay (`roomgate_faults::Relay`) that makes MariaDB or Redis vanish should point.
 
 use std::net::SocketAddr;
 use std::process::{ExitStatus, Stdio};
@@ -8,9 +8,9 @@ use std::time::Duration;
 use roomgate_api::client::Client;
 use roomgate_api::{CreateRoomRequest, RoomView};
 use tokio::io::{AsyncBufReadExt as _, BufReader};
-use tokio::net::{TcpListener, TcpStream};
 use tokio::process::{Child, Command};
-use tokio::task::JoinHandle;
+
+use roomgate_faults::Relay;
 
 use crate::helpers::{Ws, env_name, next_joined};
 
@@ -126,40 +126,27 @@ impl Process {
     }
 }
 
-/// A TCP relay in front of MariaDB, so that a test can make the database vanish and return.
-pub struct Relay {
-    pub address: SocketAddr,
-    task: Option<JoinHandle<()>>,
+/// The MariaDB server a `mysql://user:password@host:port/name` URL names.
+pub async fn mysql_upstream(url: &str) -> SocketAddr {
+    let (_, rest) = url.trim_start_matches("mysql://").split_once('@').unwrap();
+    let (host, _) = rest.split_once('/').unwrap();
+    tokio::net::lookup_host(host).await.unwrap().next().unwrap()
 }
 
-impl Relay {
-    pub async fn start(address: SocketAddr, upstream: SocketAddr) -> Self {
-        let listener = TcpListener::bind(address).await.unwrap();
-        let address = listener.local_addr().unwrap();
-        let task = tokio::spawn(async move {
-            let mut pipes = tokio::task::JoinSet::new();
-            loop {
-                let Ok((mut client, _)) = listener.accept().await else {
-                    return;
-                };
-                pipes.spawn(async move {
-                    if let Ok(mut server) = TcpStream::connect(upstream).await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                    }
-                });
-            }
-        });
-        Self {
-            address,
-            task: Some(task),
-        }
-    }
+/// `url` with its host replaced by the relay's. The driver would otherwise switch a loopback
+/// connection to the server's Unix socket, going around the relay.
+pub fn relayed_mysql_url(url: &str, relay: &Relay) -> String {
+    let (credentials, rest) = url.trim_start_matches("mysql://").split_once('@').unwrap();
+    let (_, name) = rest.split_once('/').unwrap();
+    format!(
+        "mysql://{credentials}@{}/{name}?prefer_socket=false",
+        relay.address()
+    )
+}
 
-    /// Drops the listener and every relayed connection.
-    pub async fn cut(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
-            let _ = task.await;
-        }
-    }
+/// The test Redis server's address.
+pub async fn redis_upstream() -> SocketAddr {
+    let url = crate::multinode::redis_url();
+    let host = url.trim_start_matches("redis://").trim_end_matches('/');
+    tokio::net::lookup_host(host).await.unwrap().next().unwrap()
 }

@@ -1,7 +1,6 @@
 //! Several `roomgate` processes sharing one MariaDB database and one Redis: the same contract
 //! and the same guarantees as a single node.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use futures_util::future::join_all;
@@ -12,10 +11,11 @@ use roomgate_api::{
 };
 use serde_json::json;
 
-use crate::fixtures::{Process, Relay};
+use crate::fixtures::{Process, redis_upstream};
 use crate::helpers::{
     Backend, Ws, error_of, next_frame, next_message, next_presence, say, send_frame, test_database,
 };
+use roomgate_faults::{Fault, Relay};
 
 pub fn redis_url() -> String {
     std::env::var("ROOMGATE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
@@ -299,17 +299,8 @@ async fn a_killed_node_gives_its_seats_back_within_the_lease_and_its_rooms_hear_
 async fn a_redis_outage_answers_503_keeps_local_chat_going_and_recovers_without_a_restart() {
     let database = test_database(Backend::Mysql).await;
     let prefix = RedisPrefix::new();
-    let upstream: SocketAddr = tokio::net::lookup_host(
-        redis_url()
-            .trim_start_matches("redis://")
-            .trim_end_matches('/'),
-    )
-    .await
-    .unwrap()
-    .next()
-    .unwrap();
-    let mut relay = Relay::start("127.0.0.1:0".parse().unwrap(), upstream).await;
-    let relayed = format!("redis://{}", relay.address);
+    let relay = Relay::start(redis_upstream().await).await.unwrap();
+    let relayed = format!("redis://{}", relay.address());
     let nodes = start_nodes(2, database.url(), &relayed, &prefix, &[]).await;
 
     let created = create_room(&nodes[0], "alice", "steady", 5).await;
@@ -317,7 +308,7 @@ async fn a_redis_outage_answers_503_keeps_local_chat_going_and_recovers_without_
     let mut bob = join(&nodes[1], &nodes[0], "bob", "steady").await;
     let _ = next_presence(&mut alice).await;
 
-    relay.cut().await;
+    relay.set(Fault::Cut);
     let carol = nodes[1].token("carol").await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     loop {
@@ -348,7 +339,7 @@ async fn a_redis_outage_answers_503_keeps_local_chat_going_and_recovers_without_
     assert_eq!(message.body, "still here");
 
     // Redis comes back on the same address; no restart.
-    let _relay = Relay::start(relay.address, upstream).await;
+    relay.set(Fault::None);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     loop {
         let response = reserve(&nodes[1], &carol, "steady").await;
