@@ -132,7 +132,12 @@ macro_rules! transaction {
                     }
                     Ok($done) => {
                         let $after_conn: &mut MysqlConn = connection;
-                        $after
+                        let after: Result<_, TxError> = $after;
+                        // The read after the commit can find the database gone too.
+                        if matches!(&after, Err(e) if e.spoils_connection()) {
+                            $db.inner.answered(false);
+                        }
+                        after
                     }
                     Err(e) => Err(e),
                 }
@@ -191,7 +196,7 @@ async fn writer_turn(
 #[derive(Clone, Copy)]
 enum Departing<'a> {
     /// The user's membership, whichever it is (a session leaving its own seat).
-    Member(&'a UserId),
+    Member(&'a UserId, i64),
     /// Exactly this row (a reconciliation removing what no session holds).
     Row(&'a crate::records::HeldRow),
 }
@@ -399,7 +404,7 @@ impl Database {
         Err(PersistenceError::Contended)
     }
 
-    /// Gives back `user`'s seat, recording its `member_left` event with `reason` in the same
+    /// Gives back `user`'s seat held through `node`, recording its `member_left` event with `reason` in the same
     /// transaction. When a membership was removed, the room's attendance after it (read under
     /// the room's lock, so it is exact); `None` when there was none to remove, so leaving twice
     /// is a no-op (and records nothing).
@@ -407,9 +412,12 @@ impl Database {
         &self,
         room: &RoomId,
         user: &UserId,
+        node: NodeId,
         reason: DepartureReason,
     ) -> Result<Option<u32>, PersistenceError> {
-        self.leave_row(room, Departing::Member(user), reason).await
+        let node = node_column(node)?;
+        self.leave_row(room, Departing::Member(user, node), reason)
+            .await
     }
 
     /// The membership rows held through `node`, for comparing with its live sessions.
@@ -443,8 +451,8 @@ impl Database {
                 return Ok(None);
             };
             let removed = match departing {
-                Departing::Member(user) => {
-                    ParticipantRepo::delete(conn, room.as_str(), user.as_str()).await?
+                Departing::Member(user, node) => {
+                    ParticipantRepo::delete(conn, room.as_str(), user.as_str(), node).await?
                 }
                 Departing::Row(row) => ParticipantRepo::delete_exact(conn, row).await?,
             };
@@ -453,7 +461,7 @@ impl Database {
             }
             RoomRepo::free_seats(conn, room.as_str(), 1).await?;
             let user = match departing {
-                Departing::Member(user) => user.as_str(),
+                Departing::Member(user, _) => user.as_str(),
                 Departing::Row((_, user, _, _)) => user.as_str(),
             };
             let recorded =

@@ -1,8 +1,9 @@
 //! Node liveness: this process's id in the database, its heartbeat, and reclaiming the
 //! memberships of processes that are gone.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use roomgate_admission::AnyPermitStore;
 use roomgate_domain::{NodeId, SessionId, UserRoomKey};
@@ -110,7 +111,7 @@ pub fn spawn_reconciliation(state: Arc<AppState>) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(state.settings.node.reconcile_interval());
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut suspects = HashSet::new();
+        let mut suspects = Suspects::new();
         loop {
             tokio::select! {
                 () = state.shutdown.cancelled() => return,
@@ -159,17 +160,19 @@ pub async fn reconcile_rows(state: &AppState) -> usize {
 /// A joined seat in Redis, as the reconciliation tracks it between passes.
 type RedisSeat = (UserRoomKey, SessionId);
 
-/// Gives back this node's Redis seats that no session claims. A seat is confirmed in Redis an
-/// instant before its session claims it, so a seat is given back only when two passes in a row
-/// found the same session's seat unclaimed; returns the unclaimed seats of this pass, for the
-/// next.
-async fn reconcile_redis_seats(
-    state: &AppState,
-    suspects: HashSet<RedisSeat>,
-) -> HashSet<RedisSeat> {
+/// Seats found unclaimed, with when each was first seen so.
+type Suspects = HashMap<RedisSeat, Instant>;
+
+/// Gives back this node's Redis seats that no session claims. A seat is confirmed in Redis a
+/// moment before its session claims it (the confirming script, then the ticket's removal, each
+/// bounded by `redis.response_timeout_ms`), so a seat is given back only once it has been seen
+/// unclaimed, with the same session, for longer than that moment can last: a reconcile interval
+/// plus two Redis round trips at their longest. Returns the seats still suspected, for the next
+/// pass.
+async fn reconcile_redis_seats(state: &AppState, suspects: Suspects) -> Suspects {
     let AnyPermitStore::Redis(store) = &state.permits else {
         // In memory a seat is released synchronously as its guard drops; none can outlive it.
-        return HashSet::new();
+        return Suspects::new();
     };
     let seats = match store.seats_of_this_node().await {
         Ok(seats) => seats,
@@ -178,14 +181,18 @@ async fn reconcile_redis_seats(
             return suspects;
         }
     };
-    let mut unclaimed = HashSet::new();
+    let grace = state.settings.node.reconcile_interval()
+        + 2 * Duration::from_millis(state.settings.redis.response_timeout_ms);
+    let now = Instant::now();
+    let mut still = Suspects::new();
     let mut released = 0;
     for seat in seats {
         if state.live_seats.holds(&seat.0.room, &seat.0.user) {
             continue;
         }
-        if !suspects.contains(&seat) {
-            unclaimed.insert(seat);
+        let first_seen = suspects.get(&seat).copied().unwrap_or(now);
+        if now.duration_since(first_seen) < grace {
+            still.insert(seat, first_seen);
             continue;
         }
         match store.release_if_held(&seat.0, seat.1).await {
@@ -196,12 +203,12 @@ async fn reconcile_redis_seats(
             Ok(false) => {}
             Err(error) => {
                 tracing::debug!(%error, "reconciliation could not give back a Redis seat");
-                unclaimed.insert(seat);
+                still.insert(seat, first_seen);
             }
         }
     }
     state.metrics.reaped(ReapedKind::OrphanSeat, released);
-    unclaimed
+    still
 }
 
 /// At shutdown: leaves every room this node still holds (normally none, since each session

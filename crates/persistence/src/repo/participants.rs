@@ -14,7 +14,10 @@ pub(crate) trait ParticipantRepo {
         node: i64,
         joined_at: NaiveDateTime,
     ) -> QueryResult<()>;
-    async fn delete(&mut self, room: &str, user: &str) -> QueryResult<usize>;
+    /// Deletes `user`'s seat in `room` if it is held through `node`: a node never removes a seat
+    /// another node holds (a node that wakes from a pause past its lease must not remove the
+    /// membership its user has since taken through another node).
+    async fn delete(&mut self, room: &str, user: &str, node: i64) -> QueryResult<usize>;
     /// Deletes the one row a reconciliation saw: `user`'s seat in `room` through `node`, taken
     /// at `joined_at`. A newer membership of the same user is a different row and stays.
     async fn delete_exact(&mut self, row: &HeldRow) -> QueryResult<usize>;
@@ -53,10 +56,14 @@ macro_rules! participant_repo {
                     .map(drop)
             }
 
-            async fn delete(&mut self, room: &str, user: &str) -> QueryResult<usize> {
-                diesel::delete(participants::table.find((room, user)))
-                    .execute(self)
-                    .await
+            async fn delete(&mut self, room: &str, user: &str, node: i64) -> QueryResult<usize> {
+                diesel::delete(
+                    participants::table
+                        .find((room, user))
+                        .filter(participants::node_id.eq(node)),
+                )
+                .execute(self)
+                .await
             }
 
             async fn delete_exact(&mut self, row: &HeldRow) -> QueryResult<usize> {

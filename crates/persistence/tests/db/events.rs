@@ -142,19 +142,19 @@ async fn every_departure_records_its_reason(server: Server) {
         db.join(&id, &user(who), NODE).await.unwrap();
     }
     assert_eq!(
-        db.leave(&id, &user("bob"), DepartureReason::Left)
+        db.leave(&id, &user("bob"), NODE, DepartureReason::Left)
             .await
             .unwrap(),
         Some(3)
     );
     assert_eq!(
-        db.leave(&id, &user("carol"), DepartureReason::Disconnected)
+        db.leave(&id, &user("carol"), NODE, DepartureReason::Disconnected)
             .await
             .unwrap(),
         Some(2)
     );
     assert_eq!(
-        db.leave(&id, &user("dan"), DepartureReason::TimedOut)
+        db.leave(&id, &user("dan"), NODE, DepartureReason::TimedOut)
             .await
             .unwrap(),
         Some(1)
@@ -175,14 +175,14 @@ async fn every_departure_records_its_reason(server: Server) {
         None
     );
     assert_eq!(
-        db.leave(&id, &user("bob"), DepartureReason::Left)
+        db.leave(&id, &user("bob"), NODE, DepartureReason::Left)
             .await
             .unwrap(),
         None
     );
     db.join(&id, &user("erin"), NODE).await.unwrap();
     assert_eq!(
-        db.leave(&id, &user("erin"), DepartureReason::Shutdown)
+        db.leave(&id, &user("erin"), NODE, DepartureReason::Shutdown)
             .await
             .unwrap(),
         Some(0)
@@ -312,7 +312,7 @@ async fn refused_and_duplicate_joins_leave_no_event(server: Server) {
             .await
             .unwrap_err();
         assert_eq!(
-            db.leave(&id, &user("carol"), DepartureReason::Left)
+            db.leave(&id, &user("carol"), NODE, DepartureReason::Left)
                 .await
                 .unwrap(),
             None
@@ -328,7 +328,7 @@ async fn refused_and_duplicate_joins_leave_no_event(server: Server) {
             "{guard}"
         );
         // The numbers the refused joins took were rolled back with them: the next is 4.
-        db.leave(&id, &user("alice"), DepartureReason::Left)
+        db.leave(&id, &user("alice"), NODE, DepartureReason::Left)
             .await
             .unwrap();
         db.join(&id, &user("carol"), NODE).await.unwrap();
@@ -376,7 +376,12 @@ async fn seq_is_gapless_under_concurrent_joins_and_leaves(server: Server) {
                         }
                         let leaver = user(&format!("u{}", (i * 7 + round) % 40));
                         let reason = DepartureReason::ALL[i % DepartureReason::ALL.len()];
-                        if db.leave(&id, &leaver, reason).await.unwrap().is_some() {
+                        if db
+                            .leave(&id, &leaver, NODE, reason)
+                            .await
+                            .unwrap()
+                            .is_some()
+                        {
                             leaves.fetch_add(1, Ordering::Relaxed);
                         }
                     }

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use roomgate_domain::PasswordHash;
+use roomgate_domain::{NodeId, PasswordHash};
 use roomgate_persistence::testing::TestDatabase;
 use roomgate_persistence::{
     Backend, Database, DatabaseSettings, DepartureReason, JoinGuard, PersistenceError,
@@ -139,7 +139,7 @@ async fn removing_a_seen_seat_never_removes_a_later_membership(server: Server) {
 
     // Bob leaves and joins again between the reconciliation's read and its removal.
     assert_eq!(
-        db.leave(&id, &user("bob"), DepartureReason::Left)
+        db.leave(&id, &user("bob"), NODE, DepartureReason::Left)
             .await
             .unwrap(),
         Some(1)
@@ -182,39 +182,47 @@ async fn leaving_twice_is_a_no_op(server: Server) {
         .await
         .unwrap();
     db.join(&id, &user("bob"), NODE).await.unwrap();
+    // Another node never removes the seat bob holds through this one.
+    assert!(
+        db.leave(&id, &user("bob"), NodeId(NODE.0 + 1), DepartureReason::Left)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(assert_counts_agree(&db, &id).await, 2);
     assert_eq!(
-        db.leave(&id, &user("bob"), DepartureReason::Left)
+        db.leave(&id, &user("bob"), NODE, DepartureReason::Left)
             .await
             .unwrap(),
         Some(1),
         "alice is left"
     );
     assert!(
-        db.leave(&id, &user("bob"), DepartureReason::Left)
+        db.leave(&id, &user("bob"), NODE, DepartureReason::Left)
             .await
             .unwrap()
             .is_none()
     );
     assert!(
-        db.leave(&id, &user("nobody"), DepartureReason::Left)
+        db.leave(&id, &user("nobody"), NODE, DepartureReason::Left)
             .await
             .unwrap()
             .is_none()
     );
     assert!(
-        db.leave(&room_id("ghost"), &user("bob"), DepartureReason::Left)
+        db.leave(&room_id("ghost"), &user("bob"), NODE, DepartureReason::Left)
             .await
             .unwrap()
             .is_none()
     );
     assert_eq!(
-        db.leave(&id, &user("alice"), DepartureReason::Left)
+        db.leave(&id, &user("alice"), NODE, DepartureReason::Left)
             .await
             .unwrap(),
         Some(0)
     );
     assert!(
-        db.leave(&id, &user("alice"), DepartureReason::Left)
+        db.leave(&id, &user("alice"), NODE, DepartureReason::Left)
             .await
             .unwrap()
             .is_none()

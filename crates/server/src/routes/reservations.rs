@@ -85,14 +85,14 @@ async fn hold_seat(
     let password = body.unwrap_or_default().password;
     if password
         .as_ref()
-        .is_some_and(|given| given.len() > roomgate_api::rules::PASSWORD_MAX_BYTES)
+        .is_some_and(|given| given.len() > roomgate_domain::PASSWORD_MAX_BYTES)
     {
         // No stored password is that long, so it could never match; say why instead.
         return Err(ApiError::invalid(
             "password",
             format!(
                 "password must be at most {} bytes",
-                roomgate_api::rules::PASSWORD_MAX_BYTES
+                roomgate_domain::PASSWORD_MAX_BYTES
             ),
         ));
     }

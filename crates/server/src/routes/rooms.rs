@@ -16,8 +16,7 @@ use crate::error::extractors::JsonObject;
 use crate::state::AppState;
 use crate::views::{self, timestamp_to_datetime};
 
-const DEFAULT_PAGE: u32 = 50;
-const MAX_PAGE: u32 = 100;
+use roomgate_api::rules::{ROOM_PAGE_DEFAULT as DEFAULT_PAGE, ROOM_PAGE_MAX as MAX_PAGE};
 
 /// Parses a room id taken from a path, naming the field as clients see it.
 pub fn path_room_id(raw: &str) -> Result<RoomId, ApiError> {

@@ -183,7 +183,7 @@ async fn remove_row(
     let mut delay = FIRST_RETRY_DELAY;
     let mut failures: u32 = 0;
     loop {
-        match state.db.leave(room, user, reason).await {
+        match state.db.leave(room, user, state.node, reason).await {
             Ok(removed) => {
                 if failures > 0 {
                     tracing::info!(failures, "left the room once the database answered again");
