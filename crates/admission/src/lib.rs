@@ -2,6 +2,7 @@
 
 mod clock;
 mod error;
+mod line;
 mod pool;
 mod queue;
 #[cfg(feature = "reaper")]
@@ -15,6 +16,9 @@ mod store;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::StoreError;
+pub use line::{
+    Admission, Attached, LINE_RECHECK, LineLeave, LineWatch, Place, PlaceStatus, WaitGuard,
+};
 pub use queue::{PendingRoom, RoomQueueTracker};
 #[cfg(feature = "reaper")]
 pub use reaper::{ReapReport, Reaper, reap_once};

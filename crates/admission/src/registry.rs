@@ -13,7 +13,8 @@ use roomgate_domain::{
 };
 
 use crate::clock::{Clock, ttl_millis};
-use crate::pool::{Confirmed, RoomPool};
+use crate::line::{Admission, Attached, Leaver, LineWatch, Place, PlaceStatus, WaitGuard};
+use crate::pool::{AttachedTo, PlaceNow, RoomPool, Taken};
 use crate::seat::{Releaser, SeatGuard};
 use crate::shards::ShardedMap;
 
@@ -64,6 +65,8 @@ pub struct Reservation {
 pub struct RoomCounts {
     pub reserved: u32,
     pub joined: u32,
+    /// Places in the room's waiting line.
+    pub waiting: u32,
 }
 
 /// What one reaper pass over the registry reclaimed.
@@ -107,6 +110,17 @@ impl MemorySeat {
     }
 }
 
+/// What an attached in-memory place needs to give itself up: its pool.
+pub(crate) struct MemoryPlace {
+    pool: PoolCell,
+}
+
+impl MemoryPlace {
+    pub(crate) fn leave(&self, key: &UserRoomKey, session: SessionId) {
+        self.pool.leave_line(key, session);
+    }
+}
+
 impl SemaphoreRegistry {
     pub fn new(clock: Arc<dyn Clock>, settings: RegistrySettings) -> Self {
         Self {
@@ -128,7 +142,12 @@ impl SemaphoreRegistry {
         if let Some(pool) = shard.get(room) {
             return Arc::clone(pool);
         }
-        let pool = Arc::new(RoomPool::new(capacity.get(), occupied));
+        let pool = Arc::new(RoomPool::new(
+            room.clone(),
+            capacity.get(),
+            occupied,
+            Arc::clone(&self.inner.clock),
+        ));
         shard.insert(room.clone(), Arc::clone(&pool));
         pool
     }
@@ -137,42 +156,98 @@ impl SemaphoreRegistry {
         self.inner.pools.shard(room).lock().get(room).cloned()
     }
 
-    /// Phase 1: takes a permit for `req.user`, or hands back the user's live reservation.
+    /// Phase 1: takes a permit for `req.user`, or hands back the user's live reservation. While
+    /// anyone waits in the room's line there is no seat for a newcomer (`RoomFull`).
     pub fn reserve(&self, req: ReserveRequest) -> Result<Reservation, AdmissionError> {
+        match self.take(req, None)? {
+            Admission::Seat(reservation) => Ok(reservation),
+            // Without `wait` the pool never hands out a place.
+            Admission::InLine(_) => Err(AdmissionError::IllegalTransition {
+                state: "none",
+                event: "reserve",
+            }),
+        }
+    }
+
+    /// Phase 1 that may wait: a seat if one is free for this user, else a place at the back of
+    /// the room's line (`QueueFull` once it holds `max_waiting` people), or the user's own
+    /// reservation or place unchanged.
+    pub fn reserve_or_wait(
+        &self,
+        req: ReserveRequest,
+        max_waiting: u32,
+    ) -> Result<Admission, AdmissionError> {
+        self.take(req, Some(max_waiting))
+    }
+
+    fn take(
+        &self,
+        req: ReserveRequest,
+        max_waiting: Option<u32>,
+    ) -> Result<Admission, AdmissionError> {
         let key = UserRoomKey::new(req.user, req.room);
         let ttl = ttl_millis(req.ttl);
+        let wait = max_waiting.map(|max| (max, ttl));
         loop {
             let pool = self.pool_for(&key.room, req.capacity, req.occupied);
             let now = self.inner.clock.now();
-            let Some(outcome) = pool.reserve(&key, now.plus_millis(ttl), now) else {
+            let Some(outcome) = pool.reserve(&key, now.plus_millis(ttl), now, wait) else {
                 continue; // The pool was evicted between lookup and lock: fetch a fresh one.
             };
-            let reserved = outcome?;
-            if reserved.fresh {
-                if let Some(old) = reserved.replaced {
-                    self.remember_expired(old, now);
+            return Ok(match outcome? {
+                Taken::Seat(reserved) => {
+                    if reserved.fresh {
+                        self.index_ticket(&reserved.ticket, reserved.replaced, &key, pool, now);
+                    }
+                    Admission::Seat(Reservation {
+                        room: key.room,
+                        user: key.user,
+                        ticket: reserved.ticket,
+                        expires_at: reserved.expires_at,
+                        fresh: reserved.fresh,
+                    })
                 }
-                let entry = TicketEntry::Live {
-                    key: key.clone(),
-                    pool,
-                };
-                self.inner
-                    .tickets
-                    .shard(&reserved.ticket)
-                    .lock()
-                    .insert(reserved.ticket.clone(), entry);
-            }
-            return Ok(Reservation {
-                room: key.room,
-                user: key.user,
-                ticket: reserved.ticket,
-                expires_at: reserved.expires_at,
-                fresh: reserved.fresh,
+                Taken::Place(queued) => {
+                    if queued.fresh {
+                        self.index_ticket(&queued.ticket, queued.replaced, &key, pool, now);
+                    }
+                    Admission::InLine(Place {
+                        room: key.room,
+                        user: key.user,
+                        ticket: queued.ticket,
+                        expires_at: queued.expires_at,
+                        position: queued.position,
+                        fresh: queued.fresh,
+                    })
+                }
             });
         }
     }
 
-    /// Phase 2: consumes `ticket` and turns its reservation into a joined seat.
+    fn index_ticket(
+        &self,
+        ticket: &Ticket,
+        replaced: Option<Ticket>,
+        key: &UserRoomKey,
+        pool: PoolCell,
+        now: Timestamp,
+    ) {
+        if let Some(old) = replaced {
+            self.remember_expired(old, now);
+        }
+        let entry = TicketEntry::Live {
+            key: key.clone(),
+            pool,
+        };
+        self.inner
+            .tickets
+            .shard(ticket)
+            .lock()
+            .insert(ticket.clone(), entry);
+    }
+
+    /// Phase 2: consumes `ticket` and turns its reservation into a joined seat. A place's
+    /// ticket is refused here as unknown: places are opened with [`Self::attach`].
     ///
     /// An expired ticket gives its permit back at once and is remembered as expired for a while,
     /// so that a late client learns why it was refused.
@@ -181,6 +256,24 @@ impl SemaphoreRegistry {
         ticket: &Ticket,
         session: SessionId,
     ) -> Result<SeatGuard, AdmissionError> {
+        match self.present(ticket, session, false)? {
+            Attached::Seat(seat) => Ok(seat),
+            Attached::Waiting(_) => Err(AdmissionError::InvalidTicket),
+        }
+    }
+
+    /// Phase 2 for any ticket: a reservation becomes a joined seat, a place in line is tied to
+    /// the socket of `session` (from then on the place lasts as long as that socket).
+    pub fn attach(&self, ticket: &Ticket, session: SessionId) -> Result<Attached, AdmissionError> {
+        self.present(ticket, session, true)
+    }
+
+    fn present(
+        &self,
+        ticket: &Ticket,
+        session: SessionId,
+        places: bool,
+    ) -> Result<Attached, AdmissionError> {
         let (key, pool) = {
             let mut tickets = self.inner.tickets.shard(ticket).lock();
             match tickets.remove(ticket) {
@@ -193,19 +286,79 @@ impl SemaphoreRegistry {
             }
         };
         let now = self.inner.clock.now();
-        match pool.confirm(&key, ticket, session, now)? {
-            Confirmed::Joined => {
+        match pool.attach(&key, ticket, session, now, places) {
+            Ok(AttachedTo::Seat) => {
                 let seat = MemorySeat { pool };
-                Ok(SeatGuard::new(key, session, Releaser::Memory(seat)))
+                Ok(Attached::Seat(SeatGuard::new(
+                    key,
+                    session,
+                    Releaser::Memory(seat),
+                )))
             }
-            Confirmed::Expired => {
+            Ok(AttachedTo::Place(taken_at)) => {
+                let place = MemoryPlace { pool };
+                Ok(Attached::Waiting(WaitGuard::new(
+                    key,
+                    session,
+                    ticket.clone(),
+                    taken_at,
+                    Leaver::Memory(place),
+                )))
+            }
+            Ok(AttachedTo::Expired) => {
                 self.remember_expired(ticket.clone(), now);
                 Err(AdmissionError::TicketExpired)
+            }
+            Err(refusal) => {
+                if !places && matches!(refusal, AdmissionError::InvalidTicket) {
+                    // A place's ticket shown to `confirm` stays usable for `attach`.
+                    let entry = TicketEntry::Live { key, pool };
+                    self.inner
+                        .tickets
+                        .shard(ticket)
+                        .lock()
+                        .insert(ticket.clone(), entry);
+                }
+                Err(refusal)
             }
         }
     }
 
-    /// Gives back `user`'s unconfirmed reservation in `room`.
+    /// Where an attached place stands; a seat handed to it is joined by its session here.
+    pub fn check_place(&self, place: &WaitGuard) -> PlaceStatus {
+        let Some(pool) = self.existing_pool(&place.key().room) else {
+            return PlaceStatus::Gone;
+        };
+        let now = self.inner.clock.now();
+        match pool.place_now(place.key(), place.ticket(), place.session(), now) {
+            PlaceNow::Waiting { position, eta_ms } => PlaceStatus::Waiting { position, eta_ms },
+            PlaceNow::Seated => PlaceStatus::Seat(SeatGuard::new(
+                place.key().clone(),
+                place.session(),
+                Releaser::Memory(MemorySeat { pool }),
+            )),
+            PlaceNow::Gone => PlaceStatus::Gone,
+        }
+    }
+
+    /// Wakes when `room`'s line moves.
+    pub fn watch_line(&self, room: &RoomId) -> LineWatch {
+        match self.existing_pool(room) {
+            Some(pool) => pool.watch_line(),
+            // No pool, so no line: a watch that never fires (the waiter rechecks on its timer).
+            None => LineWatch::new(tokio::sync::watch::Sender::new(0).subscribe()),
+        }
+    }
+
+    /// People waiting across all rooms; for metrics.
+    pub fn waiting_total(&self) -> u64 {
+        self.all_pools()
+            .iter()
+            .map(|pool| u64::from(pool.counts().waiting))
+            .sum()
+    }
+
+    /// Gives back `user`'s unconfirmed reservation, or place in line, in `room`.
     pub fn cancel(&self, room: &RoomId, user: &UserId) -> Result<(), AdmissionError> {
         let key = UserRoomKey::new(user.clone(), room.clone());
         let pool = self
@@ -214,7 +367,7 @@ impl SemaphoreRegistry {
                 room: room.clone(),
                 user: user.clone(),
             })?;
-        if let Some(ticket) = pool.cancel(&key)? {
+        if let Some(ticket) = pool.cancel(&key, self.inner.clock.now())? {
             self.inner.tickets.shard(&ticket).lock().remove(&ticket);
         }
         Ok(())
@@ -230,19 +383,21 @@ impl SemaphoreRegistry {
     /// Permits held across all rooms. Walks every pool: meant for metrics and tests, not for
     /// the admission path (a shared counter there would make every core contend on it).
     pub fn permits_held(&self) -> u64 {
-        let pools: Vec<PoolCell> = self
-            .inner
-            .pools
-            .shards()
-            .flat_map(|shard| shard.lock().values().cloned().collect::<Vec<_>>())
-            .collect();
-        pools
+        self.all_pools()
             .iter()
             .map(|pool| {
                 let counts = pool.counts();
                 u64::from(counts.reserved + counts.joined)
             })
             .sum()
+    }
+
+    fn all_pools(&self) -> Vec<PoolCell> {
+        self.inner
+            .pools
+            .shards()
+            .flat_map(|shard| shard.lock().values().cloned().collect::<Vec<_>>())
+            .collect()
     }
 
     /// Number of room pools currently in memory.
@@ -266,8 +421,8 @@ impl SemaphoreRegistry {
         for shard in self.inner.pools.shards() {
             // The shard stays locked while its pools are examined, so that `pool_for` cannot
             // hand out a pool that is being retired.
-            shard.lock().retain(|room, pool| {
-                let expired = pool.reap_expired(room, now);
+            shard.lock().retain(|_, pool| {
+                let expired = pool.reap_expired(now);
                 report.reservations += expired.len();
                 expired_tickets.extend(expired);
                 let retire = pool.retire_if_idle(now, idle_ttl);

@@ -10,6 +10,7 @@ use std::time::Duration;
 use roomgate_domain::{RoomId, SessionId, Ticket, Timestamp, UserId};
 
 use crate::error::StoreError;
+use crate::line::{Admission, Attached, LineWatch, PlaceStatus, WaitGuard};
 use crate::queue::{PendingRoom, RoomQueueTracker};
 use crate::registry::{Reservation, ReserveRequest, RoomCounts, SemaphoreRegistry};
 use crate::seat::SeatGuard;
@@ -23,15 +24,45 @@ pub trait PermitStore: Send + Sync + 'static {
         req: ReserveRequest,
     ) -> impl Future<Output = Result<Reservation, StoreError>> + Send;
 
+    /// Phase 1 that may wait: a seat if one is free for this user, else a place at the back of
+    /// the room's line. Refusals: `QueueFull` (the line holds `max_waiting`), `AlreadyJoined`.
+    fn reserve_or_wait(
+        &self,
+        req: ReserveRequest,
+        max_waiting: u32,
+    ) -> impl Future<Output = Result<Admission, StoreError>> + Send;
+
     /// Consumes a ticket and turns its reservation into a joined seat.
-    /// Refusals: `InvalidTicket`, `TicketExpired` (the permit is then returned at once).
+    /// Refusals: `InvalidTicket` (a place's ticket too), `TicketExpired` (the permit is then
+    /// returned at once).
     fn confirm(
         &self,
         ticket: &Ticket,
         session: SessionId,
     ) -> impl Future<Output = Result<SeatGuard, StoreError>> + Send;
 
-    /// Gives back an unconfirmed reservation. Refusal: `ReservationNotFound`.
+    /// Consumes any ticket: a reservation becomes a joined seat, a place in line is tied to the
+    /// socket of `session`. Refusals as for `confirm`.
+    fn attach(
+        &self,
+        ticket: &Ticket,
+        session: SessionId,
+    ) -> impl Future<Output = Result<Attached, StoreError>> + Send;
+
+    /// Where an attached place stands; a seat handed to it is joined by its session here, and
+    /// comes back as a `SeatGuard`.
+    fn check_place(
+        &self,
+        place: &WaitGuard,
+    ) -> impl Future<Output = Result<PlaceStatus, StoreError>> + Send;
+
+    /// Wakes when `room`'s line may have moved.
+    fn watch_line(&self, room: &RoomId) -> LineWatch;
+
+    /// People waiting in every room's line this store can see.
+    fn waiting_total(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Gives back an unconfirmed reservation or a place in line. Refusal: `ReservationNotFound`.
     fn cancel(
         &self,
         room: &RoomId,
@@ -83,8 +114,32 @@ impl PermitStore for SemaphoreRegistry {
         Ok(SemaphoreRegistry::reserve(self, req)?)
     }
 
+    async fn reserve_or_wait(
+        &self,
+        req: ReserveRequest,
+        max_waiting: u32,
+    ) -> Result<Admission, StoreError> {
+        Ok(SemaphoreRegistry::reserve_or_wait(self, req, max_waiting)?)
+    }
+
     async fn confirm(&self, ticket: &Ticket, session: SessionId) -> Result<SeatGuard, StoreError> {
         Ok(SemaphoreRegistry::confirm(self, ticket, session)?)
+    }
+
+    async fn attach(&self, ticket: &Ticket, session: SessionId) -> Result<Attached, StoreError> {
+        Ok(SemaphoreRegistry::attach(self, ticket, session)?)
+    }
+
+    async fn check_place(&self, place: &WaitGuard) -> Result<PlaceStatus, StoreError> {
+        Ok(SemaphoreRegistry::check_place(self, place))
+    }
+
+    fn watch_line(&self, room: &RoomId) -> LineWatch {
+        SemaphoreRegistry::watch_line(self, room)
+    }
+
+    async fn waiting_total(&self) -> Result<u64, StoreError> {
+        Ok(SemaphoreRegistry::waiting_total(self))
     }
 
     async fn cancel(&self, room: &RoomId, user: &UserId) -> Result<(), StoreError> {
@@ -150,8 +205,36 @@ impl PermitStore for AnyPermitStore {
         dispatch!(self, store => PermitStore::reserve(store, req))
     }
 
+    async fn reserve_or_wait(
+        &self,
+        req: ReserveRequest,
+        max_waiting: u32,
+    ) -> Result<Admission, StoreError> {
+        dispatch!(self, store => PermitStore::reserve_or_wait(store, req, max_waiting))
+    }
+
     async fn confirm(&self, ticket: &Ticket, session: SessionId) -> Result<SeatGuard, StoreError> {
         dispatch!(self, store => PermitStore::confirm(store, ticket, session))
+    }
+
+    async fn attach(&self, ticket: &Ticket, session: SessionId) -> Result<Attached, StoreError> {
+        dispatch!(self, store => PermitStore::attach(store, ticket, session))
+    }
+
+    async fn check_place(&self, place: &WaitGuard) -> Result<PlaceStatus, StoreError> {
+        dispatch!(self, store => PermitStore::check_place(store, place))
+    }
+
+    fn watch_line(&self, room: &RoomId) -> LineWatch {
+        match self {
+            Self::Memory(store) => PermitStore::watch_line(store, room),
+            #[cfg(feature = "redis")]
+            Self::Redis(store) => PermitStore::watch_line(store, room),
+        }
+    }
+
+    async fn waiting_total(&self) -> Result<u64, StoreError> {
+        dispatch!(self, store => PermitStore::waiting_total(store))
     }
 
     async fn cancel(&self, room: &RoomId, user: &UserId) -> Result<(), StoreError> {

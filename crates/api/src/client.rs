@@ -9,8 +9,8 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use crate::codes::{CloseCode, ErrorCode};
 use crate::frames::{ClientFrame, ServerFrame};
 use crate::rest::{
-    CreateRoomRequest, CreatedRoom, DevTokenRequest, DevTokenResponse, ErrorBody, ReservationView,
-    ReserveRequest, RoomPage, RoomView,
+    CreateRoomRequest, CreatedRoom, DevTokenRequest, DevTokenResponse, ErrorBody, QueueView,
+    ReservationView, ReserveRequest, RoomPage, RoomView,
 };
 
 /// The raw WebSocket, for callers that need the socket itself (to drop it abruptly, say).
@@ -47,6 +47,13 @@ impl ClientError {
 pub struct Reserved {
     pub fresh: bool,
     pub reservation: ReservationView,
+}
+
+/// The answer to a reservation that may wait: a seat now, or a place in the line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admitted {
+    Seat(Reserved),
+    InLine(QueueView),
 }
 
 /// A client for one server. Cheap to clone.
@@ -126,6 +133,54 @@ impl Client {
             fresh: status == 201,
             reservation,
         })
+    }
+
+    /// `POST /api/v1/rooms/{room}/reservations` with `"wait": true`: a seat at once, or a place
+    /// in the room's waiting line.
+    pub async fn reserve_or_wait(
+        &self,
+        token: &str,
+        room: &str,
+        password: Option<&str>,
+    ) -> Result<Admitted, ClientError> {
+        let request = ReserveRequest {
+            password: password.map(str::to_owned),
+            wait: Some(true),
+        };
+        let response = self
+            .http
+            .post(self.url(&format!("/api/v1/rooms/{room}/reservations")))
+            .bearer_auth(token)
+            .json(&request)
+            .send()
+            .await?;
+        let status = response.status().as_u16();
+        let text = response.text().await?;
+        let unexpected = || ClientError::Unexpected {
+            status,
+            body: text.clone(),
+        };
+        match status {
+            200 | 201 => {
+                // 200 is also the answer for a place the user already holds: only a place has a
+                // `position`, so it is tried first.
+                if let Ok(place) = serde_json::from_str::<QueueView>(&text) {
+                    return Ok(Admitted::InLine(place));
+                }
+                serde_json::from_str::<ReservationView>(&text)
+                    .map(|reservation| {
+                        Admitted::Seat(Reserved {
+                            fresh: status == 201,
+                            reservation,
+                        })
+                    })
+                    .map_err(|_| unexpected())
+            }
+            202 => serde_json::from_str::<QueueView>(&text)
+                .map(Admitted::InLine)
+                .map_err(|_| unexpected()),
+            _ => Err(refusal(status, text)),
+        }
     }
 
     /// `DELETE /api/v1/rooms/{room}/reservations/me`.

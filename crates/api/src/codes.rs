@@ -20,6 +20,8 @@ pub enum ErrorCode {
     RoomPending,
     RoomFull,
     AlreadyJoined,
+    /// The room's waiting line holds `rooms.max_waiting` people already.
+    QueueFull,
     PayloadTooLarge,
     RateLimited,
     Unavailable,
@@ -27,7 +29,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [Self; 15] = [
+    pub const ALL: [Self; 16] = [
         Self::InvalidRequest,
         Self::Unauthenticated,
         Self::WrongPassword,
@@ -39,6 +41,7 @@ impl ErrorCode {
         Self::RoomPending,
         Self::RoomFull,
         Self::AlreadyJoined,
+        Self::QueueFull,
         Self::PayloadTooLarge,
         Self::RateLimited,
         Self::Unavailable,
@@ -58,6 +61,7 @@ impl ErrorCode {
             Self::RoomPending => "room_pending",
             Self::RoomFull => "room_full",
             Self::AlreadyJoined => "already_joined",
+            Self::QueueFull => "queue_full",
             Self::PayloadTooLarge => "payload_too_large",
             Self::RateLimited => "rate_limited",
             Self::Unavailable => "unavailable",
@@ -73,7 +77,9 @@ impl ErrorCode {
             Self::WrongPassword => 403,
             Self::RoomNotFound | Self::ReservationNotFound | Self::NotFound => 404,
             Self::MethodNotAllowed => 405,
-            Self::RoomExists | Self::RoomPending | Self::RoomFull | Self::AlreadyJoined => 409,
+            Self::RoomExists | Self::RoomPending | Self::RoomFull
+            | Self::AlreadyJoined
+            | Self::QueueFull => 409,
             Self::PayloadTooLarge => 413,
             Self::RateLimited => 429,
             Self::Unavailable => 503,

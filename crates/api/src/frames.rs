@@ -53,6 +53,18 @@ pub enum ServerFrame {
     Message(Message),
     Presence(PresenceFrame),
     Error(ErrorFrame),
+    Waiting(WaitingFrame),
+}
+
+/// Sent on a waiting socket at once and whenever the position changes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename = "waiting")]
+pub struct WaitingFrame {
+    pub room_id: String,
+    /// 1 for the next person to get a seat.
+    pub position: u32,
+    /// Expected wait from the room's recent rate of departures; `null` until one is seen.
+    pub eta_ms: Option<u64>,
 }
 
 /// The first frame of a session: the room, who is in it, the recent history.
@@ -123,7 +135,7 @@ pub struct ErrorFrame {
 impl<'de> Deserialize<'de> for ServerFrame {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         use serde::de::Error as _;
-        const TYPES: &[&str] = &["joined", "message", "presence", "error"];
+        const TYPES: &[&str] = &["joined", "message", "presence", "error", "waiting"];
         let value = serde_json::Value::deserialize(deserializer)?;
         let kind = value
             .get("type")
@@ -134,6 +146,7 @@ impl<'de> Deserialize<'de> for ServerFrame {
             "message" => serde_json::from_value(value).map(Self::Message),
             "presence" => serde_json::from_value(value).map(Self::Presence),
             "error" => serde_json::from_value(value).map(Self::Error),
+            "waiting" => serde_json::from_value(value).map(Self::Waiting),
             other => return Err(D::Error::unknown_variant(other, TYPES)),
         }
         .map_err(D::Error::custom)

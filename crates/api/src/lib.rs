@@ -13,9 +13,9 @@ pub use codes::{CloseCode, ErrorCode};
 pub use events::{Event, EventPage, EventType, LeaveReason};
 pub use frames::{
     ClientFrame, ErrorFrame, FrameErrorCode, JoinedFrame, Message, PresenceEvent, PresenceFrame,
-    ServerFrame,
+    ServerFrame, WaitingFrame,
 };
 pub use rest::{
     CreateRoomRequest, CreatedRoom, DevTokenRequest, DevTokenResponse, ErrorBody, ErrorDetail,
-    ReservationView, ReserveRequest, RoomPage, RoomState, RoomView, StatusBody,
+    QueueView, ReservationView, ReserveRequest, RoomPage, RoomState, RoomView, StatusBody,
 };

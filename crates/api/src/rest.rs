@@ -23,8 +23,11 @@ pub struct RoomView {
     pub capacity: u32,
     /// Members with a live WebSocket session.
     pub attending: u32,
-    /// Permits held by reservations not yet confirmed.
+    /// Permits held by reservations not yet confirmed (a seat being handed to the head of the
+    /// waiting line counts here).
     pub reserved: u32,
+    /// People in the room's waiting line.
+    pub waiting: u32,
     pub has_password: bool,
     pub state: RoomState,
     #[schema(format = DateTime)]
@@ -41,6 +44,24 @@ pub struct ReservationView {
     #[schema(format = DateTime)]
     pub expires_at: String,
     /// Path to open the WebSocket with, ticket included.
+    #[schema(example = "/api/v1/ws?ticket=…")]
+    pub ws_url: String,
+}
+
+/// A place in a full room's waiting line. Open `ws_url` before `expires_at`; the socket then
+/// tells the position as it changes and becomes the member's session when a seat frees.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct QueueView {
+    pub room_id: String,
+    pub user_id: String,
+    /// 1 for the next person to get a seat.
+    #[schema(minimum = 1)]
+    pub position: u32,
+    /// Single use, bound to this user and room; says that it is a place in line.
+    pub ticket: String,
+    /// By when the WebSocket must be open; once it is, the place lasts as long as the socket.
+    #[schema(format = DateTime)]
+    pub expires_at: String,
     #[schema(example = "/api/v1/ws?ticket=…")]
     pub ws_url: String,
 }
@@ -86,6 +107,16 @@ pub struct ReserveRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(max_length = 128)]
     pub password: Option<String>,
+    /// With no free seat, take a place in the room's waiting line (202) instead of `room_full`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait: Option<bool>,
+}
+
+impl ReserveRequest {
+    /// Whether the client asked for a place in line when the room is full.
+    pub fn wants_to_wait(&self) -> bool {
+        self.wait.unwrap_or(false)
+    }
 }
 
 /// `POST /api/v1/dev/tokens`.

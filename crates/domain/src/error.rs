@@ -31,6 +31,8 @@ pub enum AdmissionError {
     RoomPending { room: RoomId },
     #[error("user {user} already has a live session in room {room}")]
     AlreadyJoined { room: RoomId, user: UserId },
+    #[error("the waiting line of room {room} is full ({max_waiting} people)")]
+    QueueFull { room: RoomId, max_waiting: u32 },
     #[error("the ticket has expired")]
     TicketExpired,
     #[error("the ticket is unknown, forged or already used")]

@@ -13,7 +13,7 @@ pub use ids::{
     UserId, UserRoomKey,
 };
 pub use machine::{
-    Effect, RoomEvent, RoomState, SeatEvent, SeatState, Transition, room_step, seat_step,
+    Effect, RoomEvent, RoomState, SeatEvent, SeatState, Transition, Wait, room_step, seat_step,
 };
 pub use password::{PASSWORD_MAX_BYTES, PasswordHash};
 pub use room::Room;

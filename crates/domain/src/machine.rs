@@ -1,7 +1,10 @@
 //! The admission state machine, as pure functions.
 //!
 //! For one [`UserRoomKey`] a seat goes *none → reserved → joined → gone*, or *reserved → gone*
-//! by cancel or expiry. For one room id a creation goes *absent → pending → open*, or
+//! by cancel or expiry. In a full room a user who asks to wait goes *none → waiting*, and from
+//! there *waiting → reserved* when a freed seat is handed to the head of the line, or
+//! *waiting → gone* when the place is given up (cancel, its socket ending, or expiry before the
+//! socket opened). For one room id a creation goes *absent → pending → open*, or
 //! *pending → absent* by expiry. Each step either returns the next state and the effects the
 //! caller must carry out, or a typed refusal that changes nothing. Stores (in memory, Redis) and
 //! the server drive their data through these functions so that the rules live in one place.
@@ -27,6 +30,19 @@ pub enum Effect {
     WriteMembership,
     /// Delete the participant row and uncount it.
     RemoveMembership,
+    /// Put the user at the back of the room's waiting line.
+    JoinLine,
+    /// Take the user out of the room's waiting line; everyone behind moves up.
+    LeaveLine,
+}
+
+/// Whether a reservation may take a place in the waiting line when no seat is free for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wait {
+    /// Refuse with `RoomFull`.
+    No,
+    /// Take a place at the back of the line; `line_full` refuses with `QueueFull` instead.
+    Yes { line_full: bool, max_waiting: u32 },
 }
 
 /// Where one user's seat in one room stands.
@@ -40,6 +56,13 @@ pub enum SeatState {
     Joined {
         session: SessionId,
     },
+    /// A place in the room's waiting line. Until its socket is attached the place lives until
+    /// `expires_at`; once attached it lives as long as that socket (`attached`).
+    Waiting {
+        ticket: Ticket,
+        expires_at: Timestamp,
+        attached: Option<SessionId>,
+    },
     Gone,
 }
 
@@ -49,11 +72,17 @@ impl SeatState {
             Self::None => "none",
             Self::Reserved { .. } => "reserved",
             Self::Joined { .. } => "joined",
+            Self::Waiting { .. } => "waiting",
             Self::Gone => "gone",
         }
     }
 
-    /// Whether this state holds a permit (reserved and joined seats do).
+    /// Whether this is a place in the waiting line.
+    pub fn is_waiting(&self) -> bool {
+        matches!(self, Self::Waiting { .. })
+    }
+
+    /// Whether this state holds a permit (reserved and joined seats do; a place in line does not).
     pub fn holds_permit(&self) -> bool {
         matches!(self, Self::Reserved { .. } | Self::Joined { .. })
     }
@@ -62,15 +91,27 @@ impl SeatState {
 /// Something that happens to a seat.
 #[derive(Clone, Debug)]
 pub enum SeatEvent<'a> {
-    /// Phase 1: hold a seat. `free_permits` is what the room's pool has left; `capacity` is only
-    /// used to word the refusal.
+    /// Phase 1: hold a seat. `free_permits` is what the room's pool has left for this user (0
+    /// while anyone waits in line: no barging); `capacity` is only used to word the refusal.
     Reserve {
         ticket: Ticket,
         expires_at: Timestamp,
         now: Timestamp,
         free_permits: u32,
         capacity: u32,
+        wait: Wait,
     },
+    /// The waiting socket of a place in line opened with the place's ticket.
+    Attach {
+        ticket: &'a Ticket,
+        session: SessionId,
+        now: Timestamp,
+    },
+    /// A seat freed while this place was at the head of the line: the seat is handed to it as a
+    /// reservation on the same ticket, held until `expires_at`.
+    Promote { expires_at: Timestamp },
+    /// The waiting socket ended.
+    LeaveLine { session: SessionId },
     /// Phase 2: the WebSocket presents its ticket.
     Confirm {
         ticket: &'a Ticket,
@@ -89,6 +130,9 @@ impl SeatEvent<'_> {
     fn name(&self) -> &'static str {
         match self {
             Self::Reserve { .. } => "reserve",
+            Self::Attach { .. } => "attach",
+            Self::Promote { .. } => "promote",
+            Self::LeaveLine { .. } => "leave_line",
             Self::Confirm { .. } => "confirm",
             Self::Cancel => "cancel",
             Self::Expire { .. } => "expire",
@@ -124,20 +168,78 @@ pub fn seat_step(
                 expires_at,
                 free_permits,
                 capacity,
+                wait,
                 ..
             },
-        ) => {
-            if free_permits == 0 {
-                return Err(AdmissionError::RoomFull {
-                    room: key.room.clone(),
-                    capacity,
-                });
-            }
-            Ok(Transition {
+        ) => match (free_permits, wait) {
+            (1.., _) => Ok(Transition {
                 next: S::Reserved { ticket, expires_at },
                 effects: &[Effect::TakePermit],
-            })
-        }
+            }),
+            (0, Wait::No) => Err(AdmissionError::RoomFull {
+                room: key.room.clone(),
+                capacity,
+            }),
+            (
+                0,
+                Wait::Yes {
+                    line_full: true,
+                    max_waiting,
+                },
+            ) => Err(AdmissionError::QueueFull {
+                room: key.room.clone(),
+                max_waiting,
+            }),
+            (
+                0,
+                Wait::Yes {
+                    line_full: false, ..
+                },
+            ) => Ok(Transition {
+                next: S::Waiting {
+                    ticket,
+                    expires_at,
+                    attached: None,
+                },
+                effects: &[Effect::JoinLine],
+            }),
+        },
+        // Asking again while in line keeps the place: a seat is only ever handed to the head.
+        // Without `wait` the answer is that no seat is free for this user.
+        (
+            S::Waiting {
+                expires_at: held_until,
+                attached,
+                ..
+            },
+            SeatEvent::Reserve {
+                ticket,
+                expires_at,
+                now,
+                capacity,
+                wait,
+                ..
+            },
+        ) => match wait {
+            Wait::No => Err(AdmissionError::RoomFull {
+                room: key.room.clone(),
+                capacity,
+            }),
+            Wait::Yes { .. } if attached.is_some() || now < *held_until => Ok(Transition {
+                next: state.clone(),
+                effects: &[],
+            }),
+            // A place whose socket never opened in time and was not reaped yet: same place,
+            // fresh ticket.
+            Wait::Yes { .. } => Ok(Transition {
+                next: S::Waiting {
+                    ticket,
+                    expires_at,
+                    attached: None,
+                },
+                effects: &[],
+            }),
+        },
         // Reserving again while a reservation is held is idempotent: a live one is kept as is;
         // one that expired but was not reaped yet keeps its permit and gets a fresh ticket.
         (
@@ -188,9 +290,62 @@ pub fn seat_step(
         }
         (_, SeatEvent::Confirm { .. }) => Err(AdmissionError::InvalidTicket),
 
+        (
+            S::Waiting {
+                ticket: held,
+                expires_at,
+                attached: None,
+            },
+            SeatEvent::Attach {
+                ticket,
+                session,
+                now,
+            },
+        ) => {
+            if held != ticket {
+                Err(AdmissionError::InvalidTicket)
+            } else if now >= *expires_at {
+                Err(AdmissionError::TicketExpired)
+            } else {
+                Ok(Transition {
+                    next: S::Waiting {
+                        ticket: held.clone(),
+                        expires_at: *expires_at,
+                        attached: Some(session),
+                    },
+                    effects: &[],
+                })
+            }
+        }
+        // A second socket for the same place: the ticket is single-use.
+        (_, SeatEvent::Attach { .. }) => Err(AdmissionError::InvalidTicket),
+
+        (S::Waiting { ticket, .. }, SeatEvent::Promote { expires_at }) => Ok(Transition {
+            next: S::Reserved {
+                ticket: ticket.clone(),
+                expires_at,
+            },
+            effects: &[Effect::LeaveLine, Effect::TakePermit],
+        }),
+
+        (
+            S::Waiting {
+                attached: Some(held),
+                ..
+            },
+            SeatEvent::LeaveLine { session },
+        ) if *held == session => Ok(Transition {
+            next: S::Gone,
+            effects: &[Effect::LeaveLine],
+        }),
+
         (S::Reserved { .. }, SeatEvent::Cancel) => Ok(Transition {
             next: S::Gone,
             effects: &[Effect::ReturnPermit],
+        }),
+        (S::Waiting { .. }, SeatEvent::Cancel) => Ok(Transition {
+            next: S::Gone,
+            effects: &[Effect::LeaveLine],
         }),
         (_, SeatEvent::Cancel) => Err(AdmissionError::ReservationNotFound {
             room: key.room.clone(),
@@ -203,6 +358,18 @@ pub fn seat_step(
                 effects: &[Effect::ReturnPermit],
             })
         }
+
+        (
+            S::Waiting {
+                expires_at,
+                attached: None,
+                ..
+            },
+            SeatEvent::Expire { now },
+        ) if now >= *expires_at => Ok(Transition {
+            next: S::Gone,
+            effects: &[Effect::LeaveLine],
+        }),
 
         (S::Joined { session: held }, SeatEvent::Disconnect { session }) if *held == session => {
             Ok(Transition {
@@ -364,6 +531,7 @@ mod tests {
             now: Timestamp(now),
             free_permits: free,
             capacity: 3,
+            wait: Wait::No,
         }
     }
 
@@ -372,6 +540,130 @@ mod tests {
             ticket: ticket.clone(),
             expires_at: Timestamp(expires_at),
         }
+    }
+
+    fn wait_for(ticket: &Ticket, now: u64, line_full: bool) -> SeatEvent<'static> {
+        SeatEvent::Reserve {
+            ticket: ticket.clone(),
+            expires_at: Timestamp(now + 100),
+            now: Timestamp(now),
+            free_permits: 0,
+            capacity: 3,
+            wait: Wait::Yes {
+                line_full,
+                max_waiting: 7,
+            },
+        }
+    }
+
+    fn waiting(ticket: &Ticket, expires_at: u64, attached: Option<SessionId>) -> SeatState {
+        SeatState::Waiting {
+            ticket: ticket.clone(),
+            expires_at: Timestamp(expires_at),
+            attached,
+        }
+    }
+
+    #[test]
+    fn a_full_room_gives_a_place_in_line_to_whoever_asks_to_wait() {
+        let t = Ticket::generate();
+        let step = seat_step(&key(), &SeatState::None, wait_for(&t, 0, false)).unwrap();
+        assert_eq!(step.next, waiting(&t, 100, None));
+        assert_eq!(step.effects, &[Effect::JoinLine]);
+        let err = seat_step(&key(), &SeatState::None, wait_for(&t, 0, true)).unwrap_err();
+        assert_eq!(
+            err,
+            AdmissionError::QueueFull {
+                room: key().room,
+                max_waiting: 7
+            }
+        );
+        // A free seat is taken at once, wait or not.
+        let mut with_seat = wait_for(&t, 0, false);
+        if let SeatEvent::Reserve { free_permits, .. } = &mut with_seat {
+            *free_permits = 1;
+        }
+        let step = seat_step(&key(), &SeatState::None, with_seat).unwrap();
+        assert_eq!(step.next, reserved(&t, 100));
+    }
+
+    #[test]
+    fn asking_again_in_line_keeps_the_place_and_without_wait_is_room_full() {
+        let held = Ticket::generate();
+        let place = waiting(&held, 100, None);
+        let step = seat_step(&key(), &place, wait_for(&Ticket::generate(), 50, false)).unwrap();
+        assert_eq!(step.next, place);
+        assert!(step.effects.is_empty());
+        let err = seat_step(&key(), &place, reserve(&Ticket::generate(), 50, 1)).unwrap_err();
+        assert!(matches!(err, AdmissionError::RoomFull { .. }));
+        // An unattached place past its expiry that was not reaped yet gets a fresh ticket.
+        let fresh = Ticket::generate();
+        let step = seat_step(&key(), &place, wait_for(&fresh, 100, false)).unwrap();
+        assert_eq!(step.next, waiting(&fresh, 200, None));
+    }
+
+    #[test]
+    fn attach_ties_the_place_to_its_socket_once() {
+        let t = Ticket::generate();
+        let s = SessionId(9);
+        let attach = |ticket, now| SeatEvent::Attach {
+            ticket,
+            session: s,
+            now: Timestamp(now),
+        };
+        let step = seat_step(&key(), &waiting(&t, 100, None), attach(&t, 10)).unwrap();
+        assert_eq!(step.next, waiting(&t, 100, Some(s)));
+        let other = Ticket::generate();
+        for (state, event, refusal) in [
+            (waiting(&t, 100, None), attach(&other, 10), AdmissionError::InvalidTicket),
+            (waiting(&t, 100, None), attach(&t, 100), AdmissionError::TicketExpired),
+            (waiting(&t, 100, Some(s)), attach(&t, 10), AdmissionError::InvalidTicket),
+            (reserved(&t, 100), attach(&t, 10), AdmissionError::InvalidTicket),
+        ] {
+            assert_eq!(seat_step(&key(), &state, event).unwrap_err(), refusal);
+        }
+    }
+
+    #[test]
+    fn promotion_hands_the_freed_permit_to_the_head_on_the_same_ticket() {
+        let t = Ticket::generate();
+        for attached in [None, Some(SessionId(1))] {
+            let step = seat_step(
+                &key(),
+                &waiting(&t, 100, attached),
+                SeatEvent::Promote {
+                    expires_at: Timestamp(500),
+                },
+            )
+            .unwrap();
+            assert_eq!(step.next, reserved(&t, 500));
+            assert_eq!(step.effects, &[Effect::LeaveLine, Effect::TakePermit]);
+        }
+        let promote = SeatEvent::Promote {
+            expires_at: Timestamp(500),
+        };
+        assert!(seat_step(&key(), &reserved(&t, 100), promote).is_err());
+    }
+
+    #[test]
+    fn a_place_is_given_up_by_its_socket_cancel_or_expiry_and_only_so() {
+        let t = Ticket::generate();
+        let s = SessionId(3);
+        let leave = |session| SeatEvent::LeaveLine { session };
+        let gone = |state: &SeatState, event| seat_step(&key(), state, event).map(|t| t.next);
+        assert_eq!(gone(&waiting(&t, 100, Some(s)), leave(s)), Ok(SeatState::Gone));
+        assert!(gone(&waiting(&t, 100, Some(s)), leave(SessionId(4))).is_err());
+        assert!(gone(&waiting(&t, 100, None), leave(s)).is_err());
+        // Leaving the line never ends a joined seat of the same session.
+        assert!(gone(&SeatState::Joined { session: s }, leave(s)).is_err());
+        assert_eq!(gone(&waiting(&t, 100, Some(s)), SeatEvent::Cancel), Ok(SeatState::Gone));
+        let expire = |now| SeatEvent::Expire {
+            now: Timestamp(now),
+        };
+        assert_eq!(gone(&waiting(&t, 100, None), expire(100)), Ok(SeatState::Gone));
+        assert!(gone(&waiting(&t, 100, None), expire(99)).is_err());
+        // An attached place lives as long as its socket, whatever the clock says.
+        assert!(gone(&waiting(&t, 100, Some(s)), expire(1_000)).is_err());
     }
 
     #[test]
