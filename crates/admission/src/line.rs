@@ -231,8 +231,16 @@ impl Departures {
 
     /// The expected wait of the place at `position`.
     pub(crate) fn eta_ms(&self, position: u32) -> Option<u64> {
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // non-negative, small
-        self.mean_gap_ms
-            .map(|gap| (gap * f64::from(position)).round() as u64)
+        eta_from_mean_gap(self.mean_gap_ms, position)
     }
+}
+
+/// The expected wait of the place at `position` given the mean gap between departures (`None`
+/// until one was seen); shared stores keep the mean themselves and estimate with this too.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+pub(crate) fn eta_from_mean_gap(mean_gap_ms: Option<f64>, position: u32) -> Option<u64> {
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // non-negative, small
+    mean_gap_ms
+        .filter(|gap| gap.is_finite() && *gap >= 0.0)
+        .map(|gap| (gap * f64::from(position)).round() as u64)
 }

@@ -77,6 +77,8 @@ pub(crate) enum AttachedTo {
     Place(Timestamp),
     /// The reservation or place had expired; its permit or place went at once.
     Expired,
+    /// A place's ticket shown where only a reservation's is accepted; nothing changed.
+    NotASeat,
 }
 
 /// Where an attached place stands, as the pool sees it.
@@ -323,7 +325,7 @@ impl RoomPool {
 
     /// Phase 2 for the seat or place of `key`, presenting `ticket`: a reservation is joined, a
     /// place in line is tied to the socket's `session`.
-    /// Without `places`, a place's ticket is refused as unknown and nothing changes.
+    /// Without `places`, a place's ticket is refused (`NotASeat`) and nothing changes.
     pub(crate) fn attach(
         &self,
         key: &UserRoomKey,
@@ -338,7 +340,7 @@ impl RoomPool {
             return Err(AdmissionError::InvalidTicket);
         };
         if state.is_waiting() && !places {
-            return Err(AdmissionError::InvalidTicket);
+            return Ok(AttachedTo::NotASeat);
         }
         let event = if state.is_waiting() {
             SeatEvent::Attach {

@@ -309,18 +309,19 @@ impl SemaphoreRegistry {
                 self.remember_expired(ticket.clone(), now);
                 Err(AdmissionError::TicketExpired)
             }
-            Err(refusal) => {
-                if !places && matches!(refusal, AdmissionError::InvalidTicket) {
-                    // A place's ticket shown to `confirm` stays usable for `attach`.
-                    let entry = TicketEntry::Live { key, pool };
-                    self.inner
-                        .tickets
-                        .shard(ticket)
-                        .lock()
-                        .insert(ticket.clone(), entry);
-                }
-                Err(refusal)
+            Ok(AttachedTo::NotASeat) => {
+                // A place's ticket shown to `confirm` stays usable for `attach`. (Only then: a
+                // ticket refused for any other reason is used up, and putting it back would
+                // keep it, and its pool, forever.)
+                let entry = TicketEntry::Live { key, pool };
+                self.inner
+                    .tickets
+                    .shard(ticket)
+                    .lock()
+                    .insert(ticket.clone(), entry);
+                Err(AdmissionError::InvalidTicket)
             }
+            Err(refusal) => Err(refusal),
         }
     }
 

@@ -18,6 +18,34 @@ impl Keys {
         format!("{}{{{}}}:seats", self.prefix, room)
     }
 
+    /// The room's waiting line: a sorted set of users by place number, beside the seats.
+    pub(crate) fn line(&self, room: &RoomId) -> String {
+        format!("{}{{{}}}:line", self.prefix, room)
+    }
+
+    /// The pub/sub channel on which every change of the room's line is announced.
+    pub(crate) fn line_channel(&self, room: &RoomId) -> String {
+        format!("{}{}", self.line_channel_prefix(), room)
+    }
+
+    /// What every line channel starts with; the room id follows.
+    pub(crate) fn line_channel_prefix(&self) -> String {
+        format!("{}line:", self.prefix)
+    }
+
+    /// A `PSUBSCRIBE` pattern for every line channel: the prefix's glob characters escaped.
+    pub(crate) fn line_pattern(&self) -> String {
+        let mut pattern = String::new();
+        for c in self.line_channel_prefix().chars() {
+            if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+                pattern.push('\\');
+            }
+            pattern.push(c);
+        }
+        pattern.push('*');
+        pattern
+    }
+
     pub(crate) fn pending(&self, room: &RoomId) -> String {
         format!("{}{{{}}}:pending", self.prefix, room)
     }

@@ -11,6 +11,7 @@ mod keys;
 mod pending;
 mod permits;
 mod scripts;
+mod wakeups;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -45,6 +46,10 @@ pub struct RedisSettings {
 
 pub(crate) struct Shared {
     connection: ConnectionManager,
+    /// For the line's pub/sub subscription, which needs a connection of its own.
+    client: redis::Client,
+    /// Bounds one attempt to (re)subscribe.
+    subscribe_timeout: Duration,
     keys: keys::Keys,
     node: NodeId,
     node_lease: Duration,
@@ -91,9 +96,11 @@ pub(crate) fn open(settings: &RedisSettings) -> Result<Arc<Shared>, StoreError> 
         .set_number_of_retries(1)
         .set_max_delay(Duration::from_millis(500));
     let connection =
-        ConnectionManager::new_lazy_with_config(client, config).map_err(unavailable)?;
+        ConnectionManager::new_lazy_with_config(client.clone(), config).map_err(unavailable)?;
     Ok(Arc::new(Shared {
         connection,
+        client,
+        subscribe_timeout: settings.connect_timeout + settings.response_timeout,
         keys: keys::Keys::new(&settings.key_prefix),
         node: settings.node,
         node_lease: settings.node_lease,

@@ -9,10 +9,13 @@ use roomgate_domain::{
 };
 use tokio::sync::{mpsc, oneshot};
 
+use super::wakeups::{self, LineWakeups, Subscriber};
 use super::{RedisSettings, Shared, open, scripts, unavailable};
 use crate::clock::ttl_millis;
 use crate::error::StoreError;
-use crate::line::{Admission, Attached, LineWatch, PlaceStatus, WaitGuard};
+use crate::line::{
+    Admission, Attached, LineLeave, LineWatch, Place, PlaceStatus, WaitGuard, eta_from_mean_gap,
+};
 use crate::registry::{Reservation, ReserveRequest, RoomCounts};
 use crate::seat::{SeatGuard, SeatRelease};
 use crate::store::PermitStore;
@@ -24,6 +27,9 @@ use super::pending::RedisPendingRooms;
 pub struct RedisPermitStore {
     shared: Arc<Shared>,
     releaser: Arc<QueuedRelease>,
+    wakeups: Arc<LineWakeups>,
+    /// The line subscriber task, stopped with the last clone of the store.
+    _subscriber: Arc<Subscriber>,
 }
 
 impl std::fmt::Debug for RedisPermitStore {
@@ -35,15 +41,18 @@ impl std::fmt::Debug for RedisPermitStore {
     }
 }
 
-/// Seat releases are queued to a task that retries until Redis takes them: a guard is dropped
-/// synchronously, and a release lost to a passing outage would leak a seat until the node dies.
+/// Seat releases and places given up are queued to a task that retries until Redis takes them:
+/// a guard is dropped synchronously, and a release lost to a passing outage would leak a seat (or
+/// stall a line) until the node dies.
 struct QueuedRelease {
     queue: mpsc::UnboundedSender<ReleaseJob>,
 }
 
 enum ReleaseJob {
     Release(UserRoomKey, SessionId),
-    /// Answered once every release queued before it has reached Redis.
+    /// A waiting socket ended: its place goes if it is still attached to that session.
+    LeaveLine(UserRoomKey, SessionId),
+    /// Answered once every job queued before it has reached Redis.
     Flush(oneshot::Sender<()>),
 }
 
@@ -52,6 +61,13 @@ impl SeatRelease for QueuedRelease {
         // Fails only once the store and its task are gone; the node's lease then expires and
         // the survivors reclaim the seat.
         let _ = self.queue.send(ReleaseJob::Release(key.clone(), session));
+    }
+}
+
+impl LineLeave for QueuedRelease {
+    fn leave_line(&self, key: &UserRoomKey, session: SessionId) {
+        // As for releases: once the store is gone, the node's lease takes its places with it.
+        let _ = self.queue.send(ReleaseJob::LeaveLine(key.clone(), session));
     }
 }
 
@@ -68,9 +84,13 @@ impl RedisPermitStore {
         let shared = open(settings)?;
         let (queue, pending) = mpsc::unbounded_channel();
         tokio::spawn(release_worker(Arc::clone(&shared), pending));
+        let wakeups = Arc::new(LineWakeups::default());
+        let subscriber = wakeups::spawn(Arc::clone(&shared), Arc::clone(&wakeups));
         Ok(Self {
             shared,
             releaser: Arc::new(QueuedRelease { queue }),
+            wakeups,
+            _subscriber: Arc::new(subscriber),
         })
     }
 
@@ -138,7 +158,19 @@ impl RedisPermitStore {
         Ok(keys)
     }
 
-    async fn reserve_inner(&self, req: ReserveRequest) -> Result<Reservation, StoreError> {
+    /// Resolves once this store's line subscription is in place, so that a test can count on
+    /// being woken by a message rather than by the recheck timer.
+    #[cfg(feature = "testing")]
+    pub async fn line_subscribed(&self) {
+        self.wakeups.subscribed().await;
+    }
+
+    /// Phase 1; with `max_waiting`, a user who finds no seat takes a place in line.
+    async fn take(
+        &self,
+        req: ReserveRequest,
+        max_waiting: Option<u32>,
+    ) -> Result<Admission, StoreError> {
         let keys = &self.shared.keys;
         let mut connection = self.shared.connection();
         let ticket = Ticket::generate();
@@ -157,20 +189,39 @@ impl RedisPermitStore {
                 keep_ticket_for,
             )
             .ignore();
-        let mut reserve = scripts::evalsha(&scripts::RESERVE, &keys.seats(&req.room));
+        let mut reserve = scripts::evalsha(
+            &scripts::RESERVE,
+            &[&keys.seats(&req.room), &keys.line(&req.room)],
+        );
         reserve
             .arg(req.user.as_str())
             .arg(req.capacity.get())
             .arg(req.occupied)
             .arg(ttl_millis(req.ttl))
             .arg(ticket.to_text())
-            .arg(self.shared.offset());
+            .arg(self.shared.offset())
+            .arg(max_waiting.map_or_else(|| "-".to_owned(), |max| max.to_string()))
+            .arg(keys.line_channel(&req.room));
         pipe.add_command(reserve);
         let (reply,): (Vec<String>,) =
             scripts::query_loading(&mut connection, &pipe, &scripts::RESERVE).await?;
         let status = reply.first().map(String::as_str).unwrap_or_default();
+        let place = |ticket: Ticket, fresh: bool| -> Result<Admission, StoreError> {
+            Ok(Admission::InLine(Place {
+                room: req.room.clone(),
+                user: req.user.clone(),
+                ticket,
+                expires_at: parse_millis(reply.get(2))?,
+                position: reply
+                    .get(3)
+                    .and_then(|position| position.parse().ok())
+                    .ok_or_else(|| StoreError::Unavailable("malformed reply from redis".into()))?,
+                fresh,
+            }))
+        };
         let (ticket, expires_at, fresh) = match status {
             "ok" | "replaced" => (ticket, parse_millis(reply.get(2))?, true),
+            "queued" | "queued_replaced" => return place(ticket, true),
             refused => {
                 // This ticket will never be handed out; its index goes now rather than at its
                 // expiry, without making the caller wait for it.
@@ -178,15 +229,21 @@ impl RedisPermitStore {
                 tokio::spawn(async move {
                     let _: Result<i64, _> = cleanup.del(ticket_key).await;
                 });
+                let held = || {
+                    reply
+                        .get(1)
+                        .and_then(|t| Ticket::parse(t).ok())
+                        .ok_or_else(|| StoreError::Unavailable("malformed ticket in redis".into()))
+                };
                 match refused {
-                    "existing" => {
-                        let held = reply
-                            .get(1)
-                            .and_then(|t| Ticket::parse(t).ok())
-                            .ok_or_else(|| {
-                                StoreError::Unavailable("malformed ticket in redis".into())
-                            })?;
-                        (held, parse_millis(reply.get(2))?, false)
+                    "existing" => (held()?, parse_millis(reply.get(2))?, false),
+                    "queued_existing" => return place(held()?, false),
+                    "queue_full" => {
+                        return Err(AdmissionError::QueueFull {
+                            room: req.room,
+                            max_waiting: max_waiting.unwrap_or(0),
+                        }
+                        .into());
                     }
                     "already_joined" => {
                         return Err(AdmissionError::AlreadyJoined {
@@ -210,20 +267,24 @@ impl RedisPermitStore {
                 }
             }
         };
-        Ok(Reservation {
+        Ok(Admission::Seat(Reservation {
             room: req.room,
             user: req.user,
             ticket,
             expires_at,
             fresh,
-        })
+        }))
     }
 
-    async fn confirm_inner(
+    /// Phase 2 for `ticket`: a reservation becomes a joined seat; with `places`, a place in
+    /// line is tied to the socket of `session` (without, a place's ticket is refused as unknown
+    /// and stays usable).
+    async fn present(
         &self,
         ticket: &Ticket,
         session: SessionId,
-    ) -> Result<SeatGuard, StoreError> {
+        places: bool,
+    ) -> Result<Attached, StoreError> {
         let keys = &self.shared.keys;
         let mut connection = self.shared.connection();
         let index: Option<String> = connection
@@ -241,11 +302,14 @@ impl RedisPermitStore {
         };
         let reply: Vec<String> = scripts::CONFIRM
             .key(keys.seats(&room))
+            .key(keys.line(&room))
             .arg(user.as_str())
             .arg(ticket.to_text())
             .arg(session.0.to_string())
             .arg(self.shared.node.0.to_string())
             .arg(self.shared.offset())
+            .arg(if places { "1" } else { "0" })
+            .arg(keys.line_channel(&room))
             .invoke_async(&mut connection)
             .await
             .map_err(unavailable)?;
@@ -255,10 +319,22 @@ impl RedisPermitStore {
                 // a second presentation "unknown" rather than "expired".
                 let _: Result<i64, _> = connection.del(keys.ticket(ticket)).await;
                 let key = UserRoomKey::new(user, room);
-                let releaser: Arc<dyn SeatRelease> = self.releaser.clone();
-                Ok(SeatGuard::shared(key, session, releaser))
+                Ok(Attached::Seat(self.seat_guard(key, session)))
             }
-            Some("used") => Err(AdmissionError::InvalidTicket.into()),
+            Some("attached") => {
+                let _: Result<i64, _> = connection.del(keys.ticket(ticket)).await;
+                let taken_at = parse_millis(reply.get(2))?;
+                let key = UserRoomKey::new(user, room);
+                let leaver: Arc<dyn LineLeave> = self.releaser.clone();
+                Ok(Attached::Waiting(WaitGuard::shared(
+                    key,
+                    session,
+                    ticket.clone(),
+                    taken_at,
+                    leaver,
+                )))
+            }
+            Some("used" | "place") => Err(AdmissionError::InvalidTicket.into()),
             // Otherwise the index outlives the seat only when the seat expired: a used ticket's
             // index is deleted on confirm, a cancelled one's on cancel, and a ticket is replaced
             // only after it expired.
@@ -266,13 +342,75 @@ impl RedisPermitStore {
         }
     }
 
+    fn seat_guard(&self, key: UserRoomKey, session: SessionId) -> SeatGuard {
+        let releaser: Arc<dyn SeatRelease> = self.releaser.clone();
+        SeatGuard::shared(key, session, releaser)
+    }
+
+    /// Where the attached place of `place` stands; a seat handed to it is joined here, in the
+    /// same script that finds it.
+    async fn check_place_inner(&self, place: &WaitGuard) -> Result<PlaceStatus, StoreError> {
+        let keys = &self.shared.keys;
+        let room = &place.key().room;
+        let mut connection = self.shared.connection();
+        let reply: Vec<String> = scripts::CHECK_PLACE
+            .key(keys.seats(room))
+            .key(keys.line(room))
+            .arg(place.key().user.as_str())
+            .arg(place.ticket().to_text())
+            .arg(place.session().0.to_string())
+            .arg(self.shared.node.0.to_string())
+            .arg(self.shared.offset())
+            .invoke_async(&mut connection)
+            .await
+            .map_err(unavailable)?;
+        Ok(match reply.first().map(String::as_str) {
+            Some("waiting") => {
+                let position = reply
+                    .get(1)
+                    .and_then(|position| position.parse().ok())
+                    .ok_or_else(|| StoreError::Unavailable("malformed reply from redis".into()))?;
+                let mean_gap = reply.get(2).and_then(|gap| gap.parse::<f64>().ok());
+                PlaceStatus::Waiting {
+                    position,
+                    eta_ms: eta_from_mean_gap(mean_gap, position),
+                }
+            }
+            Some("seat") => {
+                PlaceStatus::Seat(self.seat_guard(place.key().clone(), place.session()))
+            }
+            _ => PlaceStatus::Gone,
+        })
+    }
+
+    /// People in every room's line, read in pipelined batches.
+    async fn waiting_total_inner(&self) -> Result<u64, StoreError> {
+        const BATCH: usize = 500;
+        let mut connection = self.shared.connection();
+        let mut waiting = 0u64;
+        for rooms in self.rooms().await?.chunks(BATCH) {
+            let mut pipe = redis::pipe();
+            for room in rooms {
+                pipe.zcard(self.shared.keys.line(room));
+            }
+            let lines: Vec<u64> = pipe
+                .query_async(&mut connection)
+                .await
+                .map_err(unavailable)?;
+            waiting += lines.into_iter().sum::<u64>();
+        }
+        Ok(waiting)
+    }
+
     async fn cancel_inner(&self, room: &RoomId, user: &UserId) -> Result<(), StoreError> {
         let keys = &self.shared.keys;
         let mut connection = self.shared.connection();
         let reply: Vec<String> = scripts::CANCEL
             .key(keys.seats(room))
+            .key(keys.line(room))
             .arg(user.as_str())
             .arg(self.shared.offset())
+            .arg(keys.line_channel(room))
             .invoke_async(&mut connection)
             .await
             .map_err(unavailable)?;
@@ -293,17 +431,23 @@ impl RedisPermitStore {
 
     async fn counts_inner(&self, room: &RoomId) -> Result<RoomCounts, StoreError> {
         let mut connection = self.shared.connection();
-        let (reserved, joined): (Option<u32>, Option<u32>) = redis::cmd("HMGET")
+        let mut pipe = redis::pipe();
+        pipe.cmd("HMGET")
             .arg(self.shared.keys.seats(room))
             .arg("!r")
             .arg("!j")
+            .zcard(self.shared.keys.line(room));
+        // One round trip, and a consistent pair: MULTI/EXEC keeps a script from running between
+        // the two reads.
+        pipe.atomic();
+        let ((reserved, joined), waiting): ((Option<u32>, Option<u32>), u32) = pipe
             .query_async(&mut connection)
             .await
             .map_err(unavailable)?;
         Ok(RoomCounts {
             reserved: reserved.unwrap_or(0),
             joined: joined.unwrap_or(0),
-            waiting: 0,
+            waiting,
         })
     }
 
@@ -393,9 +537,11 @@ impl RedisPermitStore {
         let mut connection = self.shared.connection();
         let outcome: Vec<String> = scripts::RELEASE
             .key(self.shared.keys.seats(&key.room))
+            .key(self.shared.keys.line(&key.room))
             .arg(key.user.as_str())
             .arg(session.0.to_string())
             .arg(self.shared.offset())
+            .arg(self.shared.keys.line_channel(&key.room))
             .invoke_async(&mut connection)
             .await
             .map_err(unavailable)?;
@@ -416,7 +562,9 @@ impl RedisPermitStore {
         let mut reclaimed = 0usize;
         for room in self.rooms().await? {
             let mut reap = scripts::REAP.key(keys.seats(&room));
-            reap.arg(self.shared.offset());
+            reap.key(keys.line(&room))
+                .arg(self.shared.offset())
+                .arg(keys.line_channel(&room));
             for node in &dead {
                 reap.arg(node);
             }
@@ -457,8 +605,11 @@ impl RedisPermitStore {
 
 async fn release_worker(shared: Arc<Shared>, mut pending: mpsc::UnboundedReceiver<ReleaseJob>) {
     while let Some(job) = pending.recv().await {
-        let (key, session) = match job {
-            ReleaseJob::Release(key, session) => (key, session),
+        let (script, what, key, session) = match job {
+            ReleaseJob::Release(key, session) => (&*scripts::RELEASE, "seat release", key, session),
+            ReleaseJob::LeaveLine(key, session) => {
+                (&*scripts::LEAVE_LINE, "leaving the line", key, session)
+            }
             ReleaseJob::Flush(done) => {
                 let _ = done.send(());
                 continue;
@@ -467,17 +618,21 @@ async fn release_worker(shared: Arc<Shared>, mut pending: mpsc::UnboundedReceive
         let mut backoff = Duration::from_millis(20);
         loop {
             let mut connection = shared.connection();
-            let outcome: Result<Vec<String>, _> = scripts::RELEASE
+            // Both scripts take the same keys and arguments; each touches only what `session`
+            // holds (a joined seat, or a place attached to it), so a retry is harmless.
+            let outcome: Result<Vec<String>, _> = script
                 .key(shared.keys.seats(&key.room))
+                .key(shared.keys.line(&key.room))
                 .arg(key.user.as_str())
                 .arg(session.0.to_string())
                 .arg(shared.offset())
+                .arg(shared.keys.line_channel(&key.room))
                 .invoke_async(&mut connection)
                 .await;
             match outcome {
                 Ok(_) => break,
                 Err(error) => {
-                    tracing::warn!(%error, room = %key.room, user = %key.user, "seat release failed; retrying");
+                    tracing::warn!(%error, room = %key.room, user = %key.user, "{what} failed; retrying");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(2));
                 }
@@ -488,36 +643,45 @@ async fn release_worker(shared: Arc<Shared>, mut pending: mpsc::UnboundedReceive
 
 impl PermitStore for RedisPermitStore {
     async fn reserve(&self, req: ReserveRequest) -> Result<Reservation, StoreError> {
-        self.reserve_inner(req).await
+        match self.take(req, None).await? {
+            Admission::Seat(reservation) => Ok(reservation),
+            // Without a `max_waiting` the script never hands out a place.
+            Admission::InLine(_) => Err(StoreError::Unavailable(
+                "the reserve script handed out a place without wait".into(),
+            )),
+        }
     }
 
-    async fn confirm(&self, ticket: &Ticket, session: SessionId) -> Result<SeatGuard, StoreError> {
-        self.confirm_inner(ticket, session).await
-    }
-
-    // INTERIM (being replaced by the Redis waiting line): no places are handed out yet.
     async fn reserve_or_wait(
         &self,
         req: ReserveRequest,
-        _max_waiting: u32,
+        max_waiting: u32,
     ) -> Result<Admission, StoreError> {
-        self.reserve_inner(req).await.map(Admission::Seat)
+        self.take(req, Some(max_waiting)).await
+    }
+
+    async fn confirm(&self, ticket: &Ticket, session: SessionId) -> Result<SeatGuard, StoreError> {
+        match self.present(ticket, session, false).await? {
+            Attached::Seat(seat) => Ok(seat),
+            // Without `places` the script never attaches a place.
+            Attached::Waiting(_) => Err(AdmissionError::InvalidTicket.into()),
+        }
     }
 
     async fn attach(&self, ticket: &Ticket, session: SessionId) -> Result<Attached, StoreError> {
-        self.confirm_inner(ticket, session).await.map(Attached::Seat)
+        self.present(ticket, session, true).await
     }
 
-    async fn check_place(&self, _place: &WaitGuard) -> Result<PlaceStatus, StoreError> {
-        Ok(PlaceStatus::Gone)
+    async fn check_place(&self, place: &WaitGuard) -> Result<PlaceStatus, StoreError> {
+        self.check_place_inner(place).await
     }
 
-    fn watch_line(&self, _room: &RoomId) -> LineWatch {
-        LineWatch::new(tokio::sync::watch::Sender::new(0).subscribe())
+    fn watch_line(&self, room: &RoomId) -> LineWatch {
+        self.wakeups.watch(room)
     }
 
     async fn waiting_total(&self) -> Result<u64, StoreError> {
-        Ok(0)
+        self.waiting_total_inner().await
     }
 
     async fn cancel(&self, room: &RoomId, user: &UserId) -> Result<(), StoreError> {

@@ -1,5 +1,6 @@
--- KEYS[1] seats; ARGV: user, session, offset
-local seats, user = KEYS[1], ARGV[1]
+-- KEYS[1] seats, KEYS[2] line; ARGV: user, session, offset, line channel
+-- Ends a joined seat if `session` still holds it; the seat goes to the head of the line.
+local seats, line, user = KEYS[1], KEYS[2], ARGV[1]
 local current = redis.call('HGET', seats, user)
 if not current then
   return {'noop'}
@@ -10,5 +11,6 @@ if kind ~= 'J' or session ~= ARGV[2] then
 end
 redis.call('HDEL', seats, user)
 redis.call('HINCRBY', seats, '!j', -1)
-drop_if_empty(seats)
+seat_freed(seats, line, now_ms(ARGV[3]), ARGV[4])
+drop_if_empty(seats, line)
 return {'ok'}

@@ -19,6 +19,10 @@ pub(crate) static CANCEL: LazyLock<Script> =
 pub(crate) static RELEASE: LazyLock<Script> =
     LazyLock::new(|| with_common(include_str!("release.lua")));
 pub(crate) static REAP: LazyLock<Script> = LazyLock::new(|| with_common(include_str!("reap.lua")));
+pub(crate) static LEAVE_LINE: LazyLock<Script> =
+    LazyLock::new(|| with_common(include_str!("leave_line.lua")));
+pub(crate) static CHECK_PLACE: LazyLock<Script> =
+    LazyLock::new(|| with_common(include_str!("check_place.lua")));
 pub(crate) static HEARTBEAT: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("heartbeat.lua")));
 pub(crate) static DEAD_NODES: LazyLock<Script> =
@@ -28,10 +32,10 @@ pub(crate) static PENDING_REGISTER: LazyLock<Script> =
 pub(crate) static PENDING_MATERIALIZE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("pending_materialize.lua")));
 
-/// An `EVALSHA` of `script` on one key, for use inside a pipeline; add the arguments after.
-pub(crate) fn evalsha(script: &Script, key: &str) -> redis::Cmd {
+/// An `EVALSHA` of `script` on `keys`, for use inside a pipeline; add the arguments after.
+pub(crate) fn evalsha(script: &Script, keys: &[&str]) -> redis::Cmd {
     let mut command = redis::cmd("EVALSHA");
-    command.arg(script.get_hash()).arg(1).arg(key);
+    command.arg(script.get_hash()).arg(keys.len()).arg(keys);
     command
 }
 
