@@ -93,6 +93,8 @@ impl AdmissionSettings {
 #[serde(deny_unknown_fields)]
 pub struct RoomSettings {
     pub max_capacity: u32,
+    /// The longest a room's waiting line may grow.
+    pub max_waiting: u32,
 }
 
 /// Room events: their relay to Redis streams (with `redis.url`) and their retention.

@@ -36,6 +36,8 @@ pub enum ApiError {
     RoomFull { room: String, capacity: u32 },
     #[error("you already have a live session in room {room}")]
     AlreadyJoined { room: String },
+    #[error("the waiting line of room {room} is full ({max_waiting} people)")]
+    QueueFull { room: String, max_waiting: u32 },
     #[error("not found")]
     NotFound,
     /// A known path asked with a method it does not serve; `allow` lists those it does.
@@ -70,6 +72,7 @@ impl ApiError {
             Self::RoomPending { .. } => ErrorCode::RoomPending,
             Self::RoomFull { .. } => ErrorCode::RoomFull,
             Self::AlreadyJoined { .. } => ErrorCode::AlreadyJoined,
+            Self::QueueFull { .. } => ErrorCode::QueueFull,
             Self::NotFound => ErrorCode::NotFound,
             Self::MethodNotAllowed { .. } => ErrorCode::MethodNotAllowed,
             Self::PayloadTooLarge { .. } => ErrorCode::PayloadTooLarge,
@@ -94,6 +97,9 @@ impl ApiError {
             })),
             Self::RoomFull { room, capacity } => {
                 Some(json!({ "room_id": room, "capacity": capacity }))
+            }
+            Self::QueueFull { room, max_waiting } => {
+                Some(json!({ "room_id": room, "max_waiting": max_waiting }))
             }
             Self::PayloadTooLarge { limit } => Some(json!({ "limit_bytes": limit })),
             Self::RateLimited { retry_after } => {
@@ -166,6 +172,10 @@ impl From<AdmissionError> for ApiError {
             AdmissionError::RoomFull { room, capacity } => Self::RoomFull {
                 room: room.to_string(),
                 capacity,
+            },
+            AdmissionError::QueueFull { room, max_waiting } => Self::QueueFull {
+                room: room.to_string(),
+                max_waiting,
             },
             AdmissionError::RoomPending { room } => Self::RoomPending {
                 room: room.to_string(),

@@ -1,12 +1,15 @@
 //! Phase 2 of the join: turning a ticket into a committed membership.
 //!
-//! The ticket is checked (and consumed) before anything is written. Then either the pending
-//! room is materialized with its creator as the first member, or the guarded join runs. If any
-//! step fails, the seat guard is dropped on the way out, so the permit goes back at once.
+//! The ticket is checked (and consumed) before anything is written. A place in the waiting
+//! line's ticket yields the place, tied to this socket (the session waits for its seat and then
+//! joins it here, through [`join_seat`]). A reservation's ticket yields its seat: then either the
+//! pending room is materialized with its creator as the first member, or the guarded join runs.
+//! If any step fails, the seat guard is dropped on the way out, so the permit goes back at once
+//! (to the head of the line, if anyone waits).
 
 use std::sync::Arc;
 
-use roomgate_admission::{PendingRooms, PermitStore, StoreError};
+use roomgate_admission::{Attached, PendingRooms, PermitStore, SeatGuard, StoreError, WaitGuard};
 use roomgate_domain::{AdmissionError, SessionId, Ticket, UserRoomKey};
 use roomgate_persistence::{NewRoom, PersistenceError, RoomRecord};
 
@@ -64,16 +67,39 @@ impl From<PersistenceError> for Refusal {
     }
 }
 
-/// Confirms `ticket` and commits the membership it stands for.
+/// What a WebSocket's ticket admitted it to.
+#[derive(Debug)]
+pub enum Admitted {
+    /// A committed membership, and the room as the join left it.
+    Member(Membership, RoomRecord),
+    /// A place in the room's waiting line, now held by this socket.
+    Waiting(WaitGuard),
+}
+
+/// Presents `ticket`: a reservation's seat is joined and committed; a place in line is tied to
+/// the socket.
 pub async fn admit(
     state: &Arc<AppState>,
     ticket: Option<&str>,
     session: SessionId,
-) -> Result<(Membership, RoomRecord), Refusal> {
+) -> Result<Admitted, Refusal> {
     let ticket = ticket
         .and_then(|text| Ticket::parse(text).ok())
         .ok_or(Refusal::InvalidTicket)?;
-    let guard = state.permits.confirm(&ticket, session).await?;
+    match state.permits.attach(&ticket, session).await? {
+        Attached::Seat(guard) => {
+            let (membership, record) = join_seat(state, guard).await?;
+            Ok(Admitted::Member(membership, record))
+        }
+        Attached::Waiting(place) => Ok(Admitted::Waiting(place)),
+    }
+}
+
+/// Commits the membership a confirmed seat stands for.
+pub async fn join_seat(
+    state: &Arc<AppState>,
+    guard: SeatGuard,
+) -> Result<(Membership, RoomRecord), Refusal> {
     let seat = ClaimedSeat::claim(state, guard);
     match commit_membership(state, seat.key()).await {
         Ok(record) => {

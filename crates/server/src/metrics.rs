@@ -12,7 +12,12 @@ pub enum ReservationOutcome {
     Created,
     /// The user's live reservation, returned unchanged (200).
     Existing,
+    /// A new place in the room's waiting line (202).
+    Queued,
+    /// The user's place in line, returned unchanged (200).
+    ExistingPlace,
     RoomFull,
+    QueueFull,
     AlreadyJoined,
     WrongPassword,
     RoomNotFound,
@@ -29,10 +34,13 @@ pub enum ReservationOutcome {
 }
 
 impl ReservationOutcome {
-    pub const ALL: [Self; 12] = [
+    pub const ALL: [Self; 15] = [
         Self::Created,
         Self::Existing,
+        Self::Queued,
+        Self::ExistingPlace,
         Self::RoomFull,
+        Self::QueueFull,
         Self::AlreadyJoined,
         Self::WrongPassword,
         Self::RoomNotFound,
@@ -48,7 +56,10 @@ impl ReservationOutcome {
         match self {
             Self::Created => "created",
             Self::Existing => "existing",
+            Self::Queued => "queued",
+            Self::ExistingPlace => "existing_place",
             Self::RoomFull => "room_full",
+            Self::QueueFull => "queue_full",
             Self::AlreadyJoined => "already_joined",
             Self::WrongPassword => "wrong_password",
             Self::RoomNotFound => "room_not_found",
@@ -106,6 +117,10 @@ pub struct Metrics {
     pub permits_held: IntGauge,
     /// Open WebSocket sessions that have joined a room.
     pub ws_sessions: IntGauge,
+    /// People in every room's waiting line; set when scraped.
+    pub waiting: IntGauge,
+    /// From taking a place in line to the `joined` frame on its socket.
+    pub queue_wait: Histogram,
     /// From the WebSocket upgrade to the `joined` frame.
     pub join_duration: Histogram,
     /// Things reclaimed by the reaper, at boot and by reconciliation, by kind (labels:
@@ -131,6 +146,19 @@ impl Metrics {
             "roomgate_ws_sessions",
             "WebSocket sessions currently joined to a room.",
         )?;
+        let waiting = IntGauge::new(
+            "roomgate_waiting",
+            "People in the rooms' waiting lines.",
+        )?;
+        let queue_wait = Histogram::with_opts(
+            HistogramOpts::new(
+                "roomgate_queue_wait_seconds",
+                "Time from taking a place in a waiting line to the joined frame.",
+            )
+            .buckets(vec![
+                0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0,
+            ]),
+        )?;
         let join_duration = Histogram::with_opts(
             HistogramOpts::new(
                 "roomgate_join_duration_seconds",
@@ -150,6 +178,8 @@ impl Metrics {
         registry.register(Box::new(reservations.clone()))?;
         registry.register(Box::new(permits_held.clone()))?;
         registry.register(Box::new(ws_sessions.clone()))?;
+        registry.register(Box::new(waiting.clone()))?;
+        registry.register(Box::new(queue_wait.clone()))?;
         registry.register(Box::new(join_duration.clone()))?;
         registry.register(Box::new(reaped.clone()))?;
         // Make every labelled series visible from the first scrape.
@@ -164,6 +194,8 @@ impl Metrics {
             reservations,
             permits_held,
             ws_sessions,
+            waiting,
+            queue_wait,
             join_duration,
             reaped,
         })

@@ -2,8 +2,8 @@
 //! the contract's JSON shapes.
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use roomgate_admission::{PendingRoom, Reservation};
-use roomgate_api::{Message, ReservationView, RoomState, RoomView};
+use roomgate_admission::{PendingRoom, Place, Reservation, RoomCounts};
+use roomgate_api::{Message, QueueView, ReservationView, RoomState, RoomView};
 use roomgate_domain::Timestamp;
 use roomgate_persistence::{MessageRecord, RoomRecord};
 
@@ -25,14 +25,17 @@ pub fn timestamp_to_datetime(at: Timestamp) -> DateTime<Utc> {
 /// held, and removed before the permit is returned), but two reads a moment apart can count one
 /// moving seat twice: once as the member who was leaving when the row was read, once as the
 /// reservation that took the freed permit since. Such a seat is counted once, as attending, so
-/// a read never shows more than the room holds.
-pub fn open_room(room: &RoomRecord, reserved: u32) -> RoomView {
+/// a read never shows more than the room holds. `waiting` is the room's line, from the permit
+/// store.
+pub fn open_room(room: &RoomRecord, seats: RoomCounts) -> RoomView {
+    let reserved = seats.reserved;
     RoomView {
         id: room.id.to_string(),
         title: room.title.clone(),
         capacity: room.capacity,
         attending: room.attending,
         reserved: reserved.min(room.capacity.saturating_sub(room.attending)),
+        waiting: seats.waiting,
         has_password: room.password_hash.is_some(),
         state: RoomState::Open,
         created_at: rfc3339(room.created_at),
@@ -47,6 +50,7 @@ pub fn pending_room(room: &PendingRoom, registered_at: DateTime<Utc>, reserved: 
         capacity: room.capacity.get(),
         attending: 0,
         reserved,
+        waiting: 0,
         has_password: room.password.is_some(),
         state: RoomState::Pending,
         created_at: rfc3339(registered_at),
@@ -61,6 +65,18 @@ pub fn reservation(reservation: &Reservation) -> ReservationView {
         ws_url: format!("/api/v1/ws?ticket={ticket}"),
         ticket,
         expires_at: rfc3339(timestamp_to_datetime(reservation.expires_at)),
+    }
+}
+
+pub fn place(place: &Place) -> QueueView {
+    let ticket = place.ticket.to_text();
+    QueueView {
+        room_id: place.room.to_string(),
+        user_id: place.user.to_string(),
+        position: place.position,
+        ws_url: format!("/api/v1/ws?ticket={ticket}"),
+        ticket,
+        expires_at: rfc3339(timestamp_to_datetime(place.expires_at)),
     }
 }
 
@@ -80,6 +96,13 @@ mod tests {
 
     use super::*;
 
+    fn seats(reserved: u32) -> RoomCounts {
+        RoomCounts {
+            reserved,
+            ..RoomCounts::default()
+        }
+    }
+
     fn record(capacity: u32, attending: u32) -> RoomRecord {
         RoomRecord {
             id: RoomId::parse("r").unwrap(),
@@ -89,20 +112,19 @@ mod tests {
             password_hash: None,
             created_by: UserId::parse("alice").unwrap(),
             created_at: Utc::now(),
-            version: 0,
         }
     }
 
     #[test]
     fn a_seat_counted_by_both_reads_is_shown_once() {
         // 15 members when the row was read; since then one left and a reservation took the seat.
-        let view = open_room(&record(16, 15), 2);
+        let view = open_room(&record(16, 15), seats(2));
         assert_eq!((view.attending, view.reserved), (15, 1));
     }
 
     #[test]
     fn consistent_reads_are_shown_as_they_are() {
-        let view = open_room(&record(16, 10), 6);
+        let view = open_room(&record(16, 10), seats(6));
         assert_eq!((view.attending, view.reserved), (10, 6));
     }
 }

@@ -50,6 +50,13 @@ pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
             .set(i64::try_from(held).unwrap_or(i64::MAX)),
         Err(error) => tracing::warn!(%error, "permits_held could not be read"),
     }
+    match state.permits.waiting_total().await {
+        Ok(waiting) => state
+            .metrics
+            .waiting
+            .set(i64::try_from(waiting).unwrap_or(i64::MAX)),
+        Err(error) => tracing::warn!(%error, "the waiting lines could not be read"),
+    }
     let text = state
         .metrics
         .render()

@@ -1,13 +1,13 @@
 //! Phase 1 of the join: checking and holding a seat.
 
 use actix_web::{HttpResponse, delete, post, web};
-use roomgate_admission::{PendingRooms, PermitStore, ReserveRequest};
+use roomgate_admission::{Admission, PendingRooms, PermitStore, ReserveRequest};
 use roomgate_domain::{Capacity, PasswordHash};
 
 use crate::auth::AuthenticatedUser;
 use crate::catalog::KnownRoom;
 use crate::error::extractors::read_optional_json;
-use roomgate_api::{ErrorBody, ReservationView, ReserveRequest as ReserveRequestBody};
+use roomgate_api::{ErrorBody, QueueView, ReservationView, ReserveRequest as ReserveRequestBody};
 
 use crate::error::ApiError;
 use crate::metrics::ReservationOutcome;
@@ -19,6 +19,7 @@ use crate::views;
 pub fn outcome(err: &ApiError) -> ReservationOutcome {
     match err {
         ApiError::RoomFull { .. } => ReservationOutcome::RoomFull,
+        ApiError::QueueFull { .. } => ReservationOutcome::QueueFull,
         ApiError::AlreadyJoined { .. } => ReservationOutcome::AlreadyJoined,
         ApiError::WrongPassword => ReservationOutcome::WrongPassword,
         ApiError::RoomNotFound { .. } => ReservationOutcome::RoomNotFound,
@@ -39,19 +40,21 @@ pub fn outcome(err: &ApiError) -> ReservationOutcome {
 }
 
 /// Holds a seat and returns the ticket that confirms it; the same reservation again (200)
-/// while it is live.
+/// while it is live. With `"wait": true` and no free seat, a place in the room's waiting line
+/// (202), or the user's place again (200).
 #[utoipa::path(post, path = "/api/v1/rooms/{room_id}/reservations", tag = "reservations",
     params(("room_id" = String, Path, description = "The room's id", pattern = "^[a-z0-9][a-z0-9-]{0,62}$")),
-    request_body(content = Option<ReserveRequestBody>, description = "Optional (no body, or `{}`); `password` for protected rooms"),
+    request_body(content = Option<ReserveRequestBody>, description = "Optional (no body, or `{}`); `password` for protected rooms; `wait: true` to take a place in line when the room is full"),
     security(("bearer" = [])),
     responses(
         (status = 201, description = "A seat is held until `expires_at`", body = ReservationView),
-        (status = 200, description = "The user's live reservation, unchanged", body = ReservationView),
+        (status = 200, description = "The user's live reservation, or place in line, unchanged", body = inline(ReservationOrPlace)),
+        (status = 202, description = "No free seat and `wait: true`: a place in the room's waiting line", body = QueueView),
         (status = 400, description = "invalid_request", body = ErrorBody),
         (status = 401, description = "unauthenticated", body = ErrorBody),
         (status = 403, description = "wrong_password", body = ErrorBody),
         (status = 404, description = "room_not_found", body = ErrorBody),
-        (status = 409, description = "room_pending (Retry-After set), room_full or already_joined", body = ErrorBody),
+        (status = 409, description = "room_pending (Retry-After set), room_full, already_joined or queue_full", body = ErrorBody),
         (status = 429, description = "rate_limited", body = ErrorBody),
         (status = 503, description = "unavailable", body = ErrorBody)))]
 #[post("/api/v1/rooms/{room_id}/reservations")]
@@ -66,23 +69,25 @@ pub async fn reserve(
             .await?;
     let result = hold_seat(&state, user, &room_id, body).await;
     match &result {
-        Ok(response) if response.status() == actix_web::http::StatusCode::CREATED => {
-            state.metrics.reservation(ReservationOutcome::Created);
-        }
-        Ok(_) => state.metrics.reservation(ReservationOutcome::Existing),
+        Ok((outcome, _)) => state.metrics.reservation(*outcome),
         Err(err) => state.metrics.reservation(outcome(err)),
     }
-    result
+    result.map(|(_, response)| response)
 }
+
+/// What phase 1 answered, with the label it is counted under.
+type Answer = (ReservationOutcome, HttpResponse);
 
 async fn hold_seat(
     state: &AppState,
     user: roomgate_domain::UserId,
     room_id: &str,
     body: Option<ReserveRequestBody>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<Answer, ApiError> {
     let room = path_room_id(room_id)?;
-    let password = body.unwrap_or_default().password;
+    let body = body.unwrap_or_default();
+    let wait = body.wants_to_wait();
+    let password = body.password;
     if password
         .as_ref()
         .is_some_and(|given| given.len() > roomgate_domain::PASSWORD_MAX_BYTES)
@@ -102,7 +107,7 @@ async fn hold_seat(
         }
         // No read, so no attendance: in memory every member holds a permit of this store, so
         // the pool already counts them (a pool with members is never evicted).
-        return take_seat(state, room, user, known.capacity, 0).await;
+        return take_seat(state, room, user, known.capacity, 0, wait).await;
     }
     let (capacity, occupied) = match state.db.get_room(&room).await? {
         Some(record) => {
@@ -128,7 +133,7 @@ async fn hold_seat(
             }
         },
     };
-    take_seat(state, room, user, capacity, occupied).await
+    take_seat(state, room, user, capacity, occupied, wait).await
 }
 
 /// The catalog's entry for `room`, when phase 1 may rely on it without asking the database:
@@ -143,28 +148,47 @@ fn known_room(state: &AppState, room: &roomgate_domain::RoomId) -> Option<KnownR
     state.catalog.get(room)
 }
 
+/// Holds a seat, or with `wait` a place in line when no seat is free for this user.
 async fn take_seat(
     state: &AppState,
     room: roomgate_domain::RoomId,
     user: roomgate_domain::UserId,
     capacity: Capacity,
     occupied: u32,
-) -> Result<HttpResponse, ApiError> {
-    let reservation = state
-        .permits
-        .reserve(ReserveRequest {
-            room,
-            user,
-            capacity,
-            occupied,
-            ttl: state.settings.admission.reservation_ttl(),
-        })
-        .await?;
-    let view = views::reservation(&reservation);
-    Ok(if reservation.fresh {
-        HttpResponse::Created().json(view)
+    wait: bool,
+) -> Result<Answer, ApiError> {
+    let request = ReserveRequest {
+        room,
+        user,
+        capacity,
+        occupied,
+        ttl: state.settings.admission.reservation_ttl(),
+    };
+    let admission = if wait {
+        state
+            .permits
+            .reserve_or_wait(request, state.settings.rooms.max_waiting)
+            .await?
     } else {
-        HttpResponse::Ok().json(view)
+        Admission::Seat(state.permits.reserve(request).await?)
+    };
+    Ok(match admission {
+        Admission::Seat(reservation) => {
+            let view = views::reservation(&reservation);
+            if reservation.fresh {
+                (ReservationOutcome::Created, HttpResponse::Created().json(view))
+            } else {
+                (ReservationOutcome::Existing, HttpResponse::Ok().json(view))
+            }
+        }
+        Admission::InLine(place) => {
+            let view = views::place(&place);
+            if place.fresh {
+                (ReservationOutcome::Queued, HttpResponse::Accepted().json(view))
+            } else {
+                (ReservationOutcome::ExistingPlace, HttpResponse::Ok().json(view))
+            }
+        }
     })
 }
 
@@ -183,12 +207,21 @@ async fn check_password(hash: PasswordHash, given: Option<String>) -> Result<(),
     }
 }
 
-/// Gives the seat back at once.
+/// A 200 answer: the reservation, or the place in line, the user already holds.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // only its schema is used, for the OpenAPI document
+enum ReservationOrPlace {
+    Reservation(ReservationView),
+    Place(QueueView),
+}
+
+/// Gives the seat, or the place in line, back at once.
 #[utoipa::path(delete, path = "/api/v1/rooms/{room_id}/reservations/me", tag = "reservations",
     params(("room_id" = String, Path, description = "The room's id", pattern = "^[a-z0-9][a-z0-9-]{0,62}$")),
     security(("bearer" = [])),
     responses(
-        (status = 204, description = "The permit is returned"),
+        (status = 204, description = "The permit is returned, or the place in line given up"),
         (status = 400, description = "invalid_request", body = ErrorBody),
         (status = 401, description = "unauthenticated", body = ErrorBody),
         (status = 404, description = "reservation_not_found", body = ErrorBody),

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use actix_web::{HttpResponse, get, post, web};
 use chrono::{DateTime, Utc};
-use roomgate_admission::{PendingRoom, PendingRooms, PermitStore, ReserveRequest};
+use roomgate_admission::{PendingRoom, PendingRooms, PermitStore, ReserveRequest, RoomCounts};
 use roomgate_domain::{Capacity, PasswordHash, RoomId, Timestamp, Title};
 use serde::Deserialize;
 
@@ -24,12 +24,12 @@ pub fn path_room_id(raw: &str) -> Result<RoomId, ApiError> {
 }
 
 /// Permits held by unconfirmed reservations of `room`; 0 if the store cannot say.
-pub async fn reserved(state: &AppState, room: &RoomId) -> u32 {
+pub async fn seats(state: &AppState, room: &RoomId) -> RoomCounts {
     match state.permits.counts(room).await {
-        Ok(counts) => counts.reserved,
+        Ok(counts) => counts,
         Err(error) => {
             tracing::warn!(%room, %error, "permit counts could not be read");
-            0
+            RoomCounts::default()
         }
     }
 }
@@ -134,7 +134,7 @@ pub async fn create_room(
     let room = views::pending_room(
         &pending,
         registered_at(&state, expires_at),
-        reserved(&state, &id).await,
+        seats(&state, &id).await.reserved,
     );
     Ok(HttpResponse::Accepted().json(CreatedRoom {
         room,
@@ -204,7 +204,7 @@ pub async fn list_rooms(
         .flatten();
     let mut rooms = Vec::with_capacity(records.len());
     for record in &records {
-        rooms.push(views::open_room(record, reserved(&state, &record.id).await));
+        rooms.push(views::open_room(record, seats(&state, &record.id).await));
     }
     Ok(web::Json(RoomPage { rooms, next }))
 }
@@ -227,13 +227,13 @@ pub async fn get_room(
 pub async fn room_view(state: &AppState, id: &RoomId) -> Result<RoomView, ApiError> {
     if let Some(record) = state.db.get_room(id).await? {
         state.catalog.remember(&record);
-        return Ok(views::open_room(&record, reserved(state, id).await));
+        return Ok(views::open_room(&record, seats(state, id).await));
     }
     match state.pending.get(id).await? {
         Some((pending, expires_at)) => Ok(views::pending_room(
             &pending,
             registered_at(state, expires_at),
-            reserved(state, id).await,
+            seats(state, id).await.reserved,
         )),
         None => Err(ApiError::RoomNotFound {
             room: id.to_string(),

@@ -7,6 +7,7 @@
 
 pub mod frames;
 pub mod membership;
+mod waiting;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use std::time::{Duration, Instant};
 use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, Session};
 use futures_util::StreamExt as _;
 use roomgate_domain::{MessageBody, SessionId};
-use roomgate_persistence::{DepartureReason, RoomRecord};
+use roomgate_persistence::{Arrival, DepartureReason, RoomRecord};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
@@ -34,7 +35,7 @@ const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// How a joined session ended, and so which close frame (if any) it sends.
 #[derive(Debug)]
-enum Ending {
+pub(crate) enum Ending {
     /// The client sent `leave`.
     Left,
     /// The client sent a close frame; it is echoed.
@@ -74,7 +75,7 @@ impl Ending {
         }
     }
 
-    fn close_reason(self) -> Option<Option<CloseReason>> {
+    pub(crate) fn close_reason(self) -> Option<Option<CloseReason>> {
         let reason = |close: frames::CloseCode, text: &str| {
             Some(Some(CloseReason {
                 code: CloseCode::from(close.code()),
@@ -122,17 +123,33 @@ pub(crate) async fn run(
         return;
     }
     let session = SessionId::random();
-    let (membership, record) = match join::admit(&state, ticket.as_deref(), session).await {
+    let refused = |refusal: join::Refusal| {
+        if let join::Refusal::Failed(cause) | join::Refusal::Interrupted(cause) = &refusal {
+            tracing::warn!(%cause, "join failed");
+        }
+        Some(Some(CloseReason {
+            code: CloseCode::from(refusal.close_code().code()),
+            description: Some(refusal.reason().to_owned()),
+        }))
+    };
+    let admitted = match join::admit(&state, ticket.as_deref(), session).await {
+        Ok(join::Admitted::Member(membership, record)) => Ok((membership, record, upgraded_at)),
+        Ok(join::Admitted::Waiting(place)) => {
+            let span = membership::span(&place.key().room, &place.key().user);
+            waiting::wait_for_seat(&state, &mut socket, &mut incoming, &closed, place)
+                .instrument(span)
+                .await
+                .map_err(|ending| match ending {
+                    waiting::Ended::Refused(refusal) => refused(refusal),
+                    waiting::Ended::Closed(reason) => reason,
+                })
+        }
+        Err(refusal) => Err(refused(refusal)),
+    };
+    let (membership, record, joining_since) = match admitted {
         Ok(admitted) => admitted,
-        Err(refusal) => {
-            if let join::Refusal::Failed(cause) | join::Refusal::Interrupted(cause) = &refusal {
-                tracing::warn!(%cause, "join failed");
-            }
-            let reason = CloseReason {
-                code: CloseCode::from(refusal.close_code().code()),
-                description: Some(refusal.reason().to_owned()),
-            };
-            close_with(socket, Some(Some(reason))).await;
+        Err(reason) => {
+            close_with(socket, reason).await;
             return;
         }
     };
@@ -149,7 +166,7 @@ pub(crate) async fn run(
                 state
                     .metrics
                     .join_duration
-                    .observe(upgraded_at.elapsed().as_secs_f64());
+                    .observe(joining_since.elapsed().as_secs_f64());
                 converse(
                     &state,
                     &mut socket,
@@ -170,7 +187,7 @@ pub(crate) async fn run(
     .await;
 }
 
-async fn close_with(socket: Session, reason: Option<Option<CloseReason>>) {
+pub(crate) async fn close_with(socket: Session, reason: Option<Option<CloseReason>>) {
     if let Some(reason) = reason {
         // The peer may already be gone, or too far behind to take even this frame; either way
         // there is no one left to wait for. Dropping the session then ends the connection.
@@ -204,21 +221,21 @@ async fn greet(
     record: &RoomRecord,
 ) -> Result<(), Ending> {
     let room = membership.room();
-    let members = state.db.members(room).await;
-    let history = state
+    // Members and history in one read: it is the only statement the `joined` frame costs.
+    let arrival = state
         .db
-        .history(room, state.settings.chat.history_on_join)
+        .arrival(room, state.settings.chat.history_on_join)
         .await;
-    let (members, history) = match (members, history) {
-        (Ok(members), Ok(history)) => (members, history),
-        (Err(error), _) | (_, Err(error)) => {
+    let Arrival { members, history } = match arrival {
+        Ok(arrival) => arrival,
+        Err(error) => {
             tracing::warn!(%error, "could not load the room for the joined frame");
             return Err(Ending::JoinFailed);
         }
     };
-    let reserved = crate::routes::rooms::reserved(state, room).await;
+    let seats = crate::routes::rooms::seats(state, room).await;
     let joined = ServerFrame::Joined(JoinedFrame {
-        room: views::open_room(record, reserved),
+        room: views::open_room(record, seats),
         members: members.iter().map(ToString::to_string).collect(),
         history: history.iter().map(views::message).collect(),
     });
