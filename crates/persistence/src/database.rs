@@ -1,9 +1,10 @@
 //! [`Database`]: the operations the server calls, each one transaction where it writes.
 
+use std::collections::HashMap;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
@@ -15,11 +16,12 @@ use crate::error::{PersistenceError, TxError};
 use crate::guard::{self, OPTIMISTIC_ATTEMPTS, SeatRequest};
 use crate::pool::{self, MysqlConn, Pools, SqliteConn, checkout};
 use crate::records::{
-    DepartureReason, EventKind, EventRecord, HeldSeat, MemberRow, MessageRecord, NewRoom,
-    ReclaimedMember, RoomRecord, new_message, node_column, now, one_event_written, reclaimed,
+    Arrival, DepartureReason, EventKind, EventRecord, HeldSeat, MemberRow, MessageRecord,
+    MessageRow, NewRoom, ReclaimedMember, RoomRecord, new_message, node_column, now,
+    one_event_written, reclaimed,
 };
 use crate::repo::events::NewEventRow;
-use crate::repo::rooms::NewRoomRow;
+use crate::repo::rooms::{Departing, NewRoomRow};
 use crate::repo::{EventRepo, MessageRepo, NodeRepo, ParticipantRepo, RoomRepo};
 use crate::settings::{Backend, DatabaseSettings, JoinGuard};
 
@@ -28,6 +30,10 @@ const DEADLOCK_RETRIES: u32 = 3;
 
 /// Events deleted per transaction by [`Database::prune_relayed`].
 const PRUNE_BATCH: i64 = 500;
+
+/// Rooms whose fixed columns [`Database`] remembers at most; a full memory starts over (a miss
+/// only costs the read it saves).
+const MAX_KNOWN_ROOMS: usize = 100_000;
 
 /// A pool of connections to one database, MySQL/MariaDB or SQLite. Cheap to clone: clones
 /// share the pool.
@@ -43,11 +49,41 @@ struct Inner {
     /// Whether the last use of a MySQL connection found the server answering (an error it
     /// answered with counts as answering); see [`Database::answering`].
     answering: AtomicBool,
+    /// Whether the backend has `RETURNING` (MariaDB 10.5+ and SQLite do, MySQL does not), so
+    /// that a join's or a leave's event INSERT can say the attendance it recorded, in place of
+    /// a read.
+    returning: bool,
+    /// Rooms this process has seen, for their columns that never change once written (id,
+    /// title, capacity, password hash, creator, creation time; `attending` here is stale and
+    /// never used). No operation alters or deletes a room, so an entry cannot go stale: a join
+    /// of a known room builds its record from here and the attendance its event INSERT
+    /// returned, without reading the room back.
+    known: RwLock<HashMap<RoomId, RoomRecord>>,
 }
 
 impl Inner {
     fn answered(&self, answering: bool) {
         self.answering.store(answering, Ordering::Relaxed);
+    }
+
+    /// Remembers the fixed columns of a room just written or read.
+    fn remember(&self, record: &RoomRecord) {
+        // Every entry is a whole record, inserted in one step, so a lock poisoned by a panic
+        // elsewhere guards nothing half-written and is used as is.
+        let mut known = self.known.write().unwrap_or_else(PoisonError::into_inner);
+        if known.len() >= MAX_KNOWN_ROOMS && !known.contains_key(&record.id) {
+            known.clear();
+        }
+        known.insert(record.id.clone(), record.clone());
+    }
+
+    /// The room's record with `attending` as given, if this process has seen the room.
+    fn known_with(&self, room: &RoomId, attending: u32) -> Option<RoomRecord> {
+        let known = self.known.read().unwrap_or_else(PoisonError::into_inner);
+        known.get(room).map(|record| RoomRecord {
+            attending,
+            ..record.clone()
+        })
     }
 }
 
@@ -192,15 +228,6 @@ async fn writer_turn(
     }
 }
 
-/// Which membership a leave removes.
-#[derive(Clone, Copy)]
-enum Departing<'a> {
-    /// The user's membership, whichever it is (a session leaving its own seat).
-    Member(&'a UserId, i64),
-    /// Exactly this row (a reconciliation removing what no session holds).
-    Row(&'a crate::records::HeldRow),
-}
-
 /// Which nodes' memberships a reap reclaims.
 #[derive(Clone, Copy)]
 enum Doomed {
@@ -236,12 +263,15 @@ impl Database {
             ));
         }
         let pools = pool::open(settings).await?;
+        let returning = pool::has_returning(&pools, settings.acquire_timeout).await?;
         Ok(Self {
             inner: Arc::new(Inner {
                 pools,
                 guard: settings.join_guard,
                 acquire_timeout: settings.acquire_timeout,
                 answering: AtomicBool::new(true),
+                returning,
+                known: RwLock::new(HashMap::new()),
             }),
         })
     }
@@ -321,7 +351,7 @@ impl Database {
             Ok(())
         })
         .map_err(TxError::into_persistence)?;
-        Ok(RoomRecord {
+        let record = RoomRecord {
             id: room.id.clone(),
             title: room.title.as_str().to_owned(),
             capacity: room.capacity.get(),
@@ -329,13 +359,16 @@ impl Database {
             password_hash: room.password.clone(),
             created_by: room.created_by.clone(),
             created_at: created_at.and_utc(),
-            version: 0,
-        })
+        };
+        self.inner.remember(&record);
+        Ok(record)
     }
 
     /// Takes a seat for `user` through `node`, guarded by the configured [`JoinGuard`]. The
-    /// returned room is read just after the commit, so `attending` includes this join (and any
-    /// that committed in between).
+    /// returned room's `attending` includes this join: on a backend with `RETURNING`, for a room
+    /// this process has seen, it is the count the join's event recorded (exact, under the room's
+    /// lock) and nothing is read; otherwise the room is read just after the commit (so it also
+    /// counts any join or leave that committed in between).
     pub async fn join(
         &self,
         room: &RoomId,
@@ -347,6 +380,7 @@ impl Database {
             user,
             node: node_column(node)?,
             joined_at: now(),
+            returning: self.inner.returning,
         };
         let seat = &seat;
         match self.inner.guard {
@@ -355,7 +389,7 @@ impl Database {
                     self,
                     |conn| guard::conditional(conn, seat).await,
                     then | conn,
-                    _joined | read_room_after_join(conn, seat).await
+                    attending | self.room_after_join(conn, seat, attending).await
                 )
             }
             JoinGuard::Pessimistic => {
@@ -363,7 +397,7 @@ impl Database {
                     self,
                     |conn| guard::pessimistic(conn, seat).await,
                     then | conn,
-                    _joined | read_room_after_join(conn, seat).await
+                    attending | self.room_after_join(conn, seat, attending).await
                 )
             }
             JoinGuard::Optimistic => return self.join_optimistic(seat).await,
@@ -373,7 +407,7 @@ impl Database {
                     self,
                     |conn| guard::naive(conn, seat).await,
                     then | conn,
-                    _joined | read_room_after_join(conn, seat).await
+                    attending | self.room_after_join(conn, seat, attending).await
                 )
             }
         }
@@ -391,7 +425,7 @@ impl Database {
                 self,
                 |conn| guard::optimistic_attempt(conn, seat).await,
                 then | conn,
-                _joined | read_room_after_join(conn, seat).await
+                attending | self.room_after_join(conn, seat, attending).await
             );
             match outcome {
                 Err(TxError::VersionConflict) => {
@@ -405,8 +439,8 @@ impl Database {
     }
 
     /// Gives back `user`'s seat held through `node`, recording its `member_left` event with `reason` in the same
-    /// transaction. When a membership was removed, the room's attendance after it (read under
-    /// the room's lock, so it is exact); `None` when there was none to remove, so leaving twice
+    /// transaction. When a membership was removed, the room's attendance after it (as of the
+    /// departure, under the room's lock, so it is exact); `None` when there was none to remove, so leaving twice
     /// is a no-op (and records nothing).
     pub async fn leave(
         &self,
@@ -415,9 +449,12 @@ impl Database {
         node: NodeId,
         reason: DepartureReason,
     ) -> Result<Option<u32>, PersistenceError> {
-        let node = node_column(node)?;
-        self.leave_row(room, Departing::Member(user, node), reason)
-            .await
+        let departing = Departing::Member {
+            room: room.as_str(),
+            user: user.as_str(),
+            node: node_column(node)?,
+        };
+        self.leave_row(room, departing, reason).await
     }
 
     /// The membership rows held through `node`, for comparing with its live sessions.
@@ -444,30 +481,53 @@ impl Database {
         reason: DepartureReason,
     ) -> Result<Option<u32>, PersistenceError> {
         let at = now();
+        let returning = self.inner.returning;
+        let (room_id, user) = match departing {
+            Departing::Member { room, user, .. } => (room, user),
+            Departing::Row((room, user, _, _)) => (room.as_str(), user.as_str()),
+        };
+        // Three writes and no read on a backend with `RETURNING`: the room row first (locking
+        // it, in the same order as every join, so that a join and a leave of the same user
+        // cannot deadlock each other), changed only if the membership is there; then the row;
+        // then the event, which answers with the attendance it copied from the locked room.
         let attending = transaction!(self, |conn| {
-            // Lock the room before touching the participant, in the same order as every join,
-            // so that a join and a leave of the same user cannot deadlock each other.
-            let Some(locked) = RoomRepo::find_for_update(conn, room.as_str()).await? else {
+            if RoomRepo::free_seat_of(conn, &departing).await? == 0 {
                 return Ok(None);
-            };
+            }
             let removed = match departing {
-                Departing::Member(user, node) => {
-                    ParticipantRepo::delete(conn, room.as_str(), user.as_str(), node).await?
+                Departing::Member { room, user, node } => {
+                    ParticipantRepo::delete(conn, room, user, node).await?
                 }
                 Departing::Row(row) => ParticipantRepo::delete_exact(conn, row).await?,
             };
-            if removed == 0 {
-                return Ok(None);
+            if removed != 1 {
+                // The statement before found the row and holds the room; nothing may remove
+                // the row in between. Rolling back keeps the count right should it happen.
+                return Err(PersistenceError::Internal(format!(
+                    "the membership of {user} in room {room_id} changed while it was removed"
+                ))
+                .into());
             }
-            RoomRepo::free_seats(conn, room.as_str(), 1).await?;
-            let user = match departing {
-                Departing::Member(user, _) => user.as_str(),
-                Departing::Row((_, user, _, _)) => user.as_str(),
+            let reason = reason.as_str();
+            let attending = if returning {
+                let attending =
+                    EventRepo::record_left_returning(conn, room_id, user, reason, at).await?;
+                one_event_written(usize::from(attending.is_some()), room)?;
+                attending
+            } else {
+                let recorded = EventRepo::record_left(conn, room_id, user, reason, at).await?;
+                one_event_written(recorded, room)?;
+                RoomRepo::find(conn, room_id)
+                    .await?
+                    .map(|row| row.attending)
             };
-            let recorded =
-                EventRepo::record_left(conn, room.as_str(), user, reason.as_str(), at).await?;
-            one_event_written(recorded, room)?;
-            Ok(Some(locked.attending - 1))
+            match attending {
+                Some(attending) => Ok(Some(attending)),
+                None => Err(PersistenceError::Internal(format!(
+                    "room {room_id} vanished while a member left it"
+                ))
+                .into()),
+            }
         })
         .map_err(TxError::into_persistence)?;
         attending
@@ -513,7 +573,11 @@ impl Database {
 
     pub async fn get_room(&self, room: &RoomId) -> Result<Option<RoomRecord>, PersistenceError> {
         let row = with_conn!(self, |conn| RoomRepo::find(conn, room.as_str()).await)?;
-        row.map(RoomRecord::try_from).transpose()
+        let record = row.map(RoomRecord::try_from).transpose()?;
+        if let Some(record) = &record {
+            self.inner.remember(record);
+        }
+        Ok(record)
     }
 
     /// Up to `limit` rooms ordered by id, starting after `after` (keyset paging).
@@ -526,7 +590,44 @@ impl Database {
         let rows = with_conn!(self, |conn| {
             RoomRepo::page(conn, after, i64::from(limit)).await
         })?;
-        rows.into_iter().map(RoomRecord::try_from).collect()
+        let records: Vec<RoomRecord> = rows
+            .into_iter()
+            .map(RoomRecord::try_from)
+            .collect::<Result<_, _>>()?;
+        for record in &records {
+            self.inner.remember(record);
+        }
+        Ok(records)
+    }
+
+    /// What a newcomer to the room is shown: its members and its newest `history` messages,
+    /// in one read (the same as [`Database::members`] and [`Database::history`], one round
+    /// trip instead of two).
+    pub async fn arrival(&self, room: &RoomId, history: u32) -> Result<Arrival, PersistenceError> {
+        let rows = with_conn!(self, |conn| {
+            ParticipantRepo::arrival(conn, room.as_str(), i64::from(history)).await
+        })?;
+        let mut arrival = Arrival::default();
+        for (part, user, id, body, at) in rows {
+            match (part, id, body) {
+                (0, _, _) => arrival.members.push(crate::records::stored_user_id(&user)?),
+                (_, Some(id), Some(body)) => {
+                    arrival.history.push(MessageRecord::try_from(MessageRow {
+                        id,
+                        room_id: room.as_str().to_owned(),
+                        user_id: user,
+                        body,
+                        sent_at: at,
+                    })?);
+                }
+                _ => {
+                    return Err(PersistenceError::Internal(format!(
+                        "the arrival read of room {room} returned a message without id or body"
+                    )));
+                }
+            }
+        }
+        Ok(arrival)
     }
 
     /// The room's members in the order they joined (ties broken by user id).
@@ -780,6 +881,27 @@ impl Database {
             tracing::info!(count = rows.len(), "reclaimed seats of departed nodes");
         }
         reclaimed(rows)
+    }
+}
+
+impl Database {
+    /// The room after `seat`'s join committed: from memory and the attendance the join
+    /// recorded, when there are both; read otherwise (and remembered).
+    async fn room_after_join<C: RoomRepo>(
+        &self,
+        conn: &mut C,
+        seat: &SeatRequest<'_>,
+        attending: Option<i32>,
+    ) -> Result<RoomRecord, TxError> {
+        if let Some(attending) = attending {
+            let attending = crate::records::stored_u32("rooms.attending", attending)?;
+            if let Some(record) = self.inner.known_with(seat.room, attending) {
+                return Ok(record);
+            }
+        }
+        let record = read_room_after_join(conn, seat).await?;
+        self.inner.remember(&record);
+        Ok(record)
     }
 }
 

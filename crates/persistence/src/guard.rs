@@ -1,6 +1,8 @@
 //! The three join guards. Each runs inside the caller's transaction and either takes a seat,
 //! inserts the participant and records the `member_joined` event, or refuses without changing
-//! anything (the transaction rolls back, and with it the event number the seat took).
+//! anything (the transaction rolls back, and with it the event number the seat took). A guard
+//! that took a seat answers with the room's attendance after it when the backend could say so
+//! without a read (`RETURNING`), `None` otherwise.
 
 use std::time::Duration;
 
@@ -22,11 +24,16 @@ pub(crate) struct SeatRequest<'a> {
     pub user: &'a UserId,
     pub node: i64,
     pub joined_at: NaiveDateTime,
+    /// Whether the backend has `RETURNING` (see `Database::connect`).
+    pub returning: bool,
 }
 
 /// `UPDATE … WHERE attending < capacity`: the check and the increment are one statement, so the
 /// row lock is taken only once a seat is known to be free and nothing is decided on a stale read.
-pub(crate) async fn conditional<C>(conn: &mut C, seat: &SeatRequest<'_>) -> Result<(), TxError>
+pub(crate) async fn conditional<C>(
+    conn: &mut C,
+    seat: &SeatRequest<'_>,
+) -> Result<Option<i32>, TxError>
 where
     C: RoomRepo + ParticipantRepo + EventRepo,
 {
@@ -38,7 +45,10 @@ where
 
 /// `SELECT … FOR UPDATE`, check, update: simple to reason about, but the room's row stays
 /// locked for a whole extra round trip, which serialises joins to a hot room.
-pub(crate) async fn pessimistic<C>(conn: &mut C, seat: &SeatRequest<'_>) -> Result<(), TxError>
+pub(crate) async fn pessimistic<C>(
+    conn: &mut C,
+    seat: &SeatRequest<'_>,
+) -> Result<Option<i32>, TxError>
 where
     C: RoomRepo + ParticipantRepo + EventRepo,
 {
@@ -53,7 +63,7 @@ where
 pub(crate) async fn optimistic_attempt<C>(
     conn: &mut C,
     seat: &SeatRequest<'_>,
-) -> Result<(), TxError>
+) -> Result<Option<i32>, TxError>
 where
     C: RoomRepo + ParticipantRepo + EventRepo,
 {
@@ -72,7 +82,7 @@ where
 /// cannot catch it). Compiled only with the `demo-unsafe` feature, to measure what the guards
 /// prevent.
 #[cfg(feature = "demo-unsafe")]
-pub(crate) async fn naive<C>(conn: &mut C, seat: &SeatRequest<'_>) -> Result<(), TxError>
+pub(crate) async fn naive<C>(conn: &mut C, seat: &SeatRequest<'_>) -> Result<Option<i32>, TxError>
 where
     C: RoomRepo + ParticipantRepo + EventRepo,
 {
@@ -111,7 +121,7 @@ pub(crate) fn optimistic_backoff(attempt: u32) -> Duration {
 /// The participant insert that follows a taken seat, then its event. A duplicate means the user
 /// already holds a seat: the error rolls back the seat just taken, so `attending` and
 /// `last_event_seq` are unchanged and no event is written.
-async fn add_participant<C>(conn: &mut C, seat: &SeatRequest<'_>) -> Result<(), TxError>
+async fn add_participant<C>(conn: &mut C, seat: &SeatRequest<'_>) -> Result<Option<i32>, TxError>
 where
     C: ParticipantRepo + EventRepo,
 {
@@ -133,11 +143,17 @@ where
         }
         Err(e) => return Err(e.into()),
     }
-    let recorded =
-        EventRepo::record_joined(conn, seat.room.as_str(), seat.user.as_str(), seat.joined_at)
-            .await?;
-    crate::records::one_event_written(recorded, seat.room)?;
-    Ok(())
+    let (room, user) = (seat.room.as_str(), seat.user.as_str());
+    if seat.returning {
+        let attending =
+            EventRepo::record_joined_returning(conn, room, user, seat.joined_at).await?;
+        crate::records::one_event_written(usize::from(attending.is_some()), seat.room)?;
+        Ok(attending)
+    } else {
+        let recorded = EventRepo::record_joined(conn, room, user, seat.joined_at).await?;
+        crate::records::one_event_written(recorded, seat.room)?;
+        Ok(None)
+    }
 }
 
 /// Why no seat was taken: the room is missing, the user is already in it, or it is full.

@@ -14,7 +14,7 @@ pub mod testing;
 pub use database::Database;
 pub use error::PersistenceError;
 pub use records::{
-    DepartureReason, EventKind, EventRecord, HeldSeat, MessageRecord, NewRoom, ReclaimedMember,
-    RoomRecord,
+    Arrival, DepartureReason, EventKind, EventRecord, HeldSeat, MessageRecord, NewRoom,
+    ReclaimedMember, RoomRecord,
 };
 pub use settings::{Backend, DatabaseSettings, JoinGuard, UnknownJoinGuard};

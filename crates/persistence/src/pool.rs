@@ -110,6 +110,42 @@ pub(crate) async fn open(settings: &DatabaseSettings) -> Result<Pools, Persisten
     Ok(pools)
 }
 
+/// Whether the server takes `INSERT … RETURNING`: SQLite does (3.35 and later; the bundled one
+/// is newer), MariaDB from 10.5, MySQL not at all. Asked once, at start-up.
+pub(crate) async fn has_returning(
+    pools: &Pools,
+    timeout: Duration,
+) -> Result<bool, PersistenceError> {
+    match pools {
+        Pools::Sqlite { .. } => Ok(true),
+        Pools::Mysql(pool) => {
+            let mut conn = checkout(pool, timeout).await?;
+            let version: String = diesel_async::RunQueryDsl::get_result(
+                diesel::select(diesel::dsl::sql::<diesel::sql_types::Text>("VERSION()")),
+                &mut *conn,
+            )
+            .await?;
+            Ok(mariadb_with_returning(&version))
+        }
+    }
+}
+
+/// Whether a `VERSION()` string names MariaDB 10.5 or later (e.g. `10.11.6-MariaDB-0+deb12u1`).
+fn mariadb_with_returning(version: &str) -> bool {
+    if !version.to_ascii_lowercase().contains("mariadb") {
+        return false;
+    }
+    // Some MariaDB releases prefix their version with `5.5.5-` for old MySQL clients.
+    let version = version.strip_prefix("5.5.5-").unwrap_or(version);
+    let mut numbers = version
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|part| part.parse::<u32>().ok());
+    match (numbers.next().flatten(), numbers.next().flatten()) {
+        (Some(major), Some(minor)) => (major, minor) >= (10, 5),
+        _ => false,
+    }
+}
+
 /// How long a connection may sit idle in the pool and still be handed out without a test query.
 const TRUSTED_IDLE: Duration = Duration::from_secs(2);
 
@@ -286,4 +322,20 @@ where
             }
         })
         .map_err(|e| PersistenceError::Internal(format!("running migrations: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mariadb_with_returning;
+
+    #[test]
+    fn returning_is_used_on_mariadb_10_5_and_later_only() {
+        assert!(mariadb_with_returning("10.11.19-MariaDB-0+deb12u1"));
+        assert!(mariadb_with_returning("10.5.0-MariaDB"));
+        assert!(mariadb_with_returning("5.5.5-10.6.16-MariaDB"));
+        assert!(mariadb_with_returning("11.4.2-MariaDB-ubu2404"));
+        assert!(!mariadb_with_returning("10.4.32-MariaDB"));
+        assert!(!mariadb_with_returning("8.0.36"));
+        assert!(!mariadb_with_returning("8.4.0-MySQL"));
+    }
 }

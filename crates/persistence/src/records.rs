@@ -27,9 +27,15 @@ pub struct RoomRecord {
     pub password_hash: Option<PasswordHash>,
     pub created_by: UserId,
     pub created_at: DateTime<Utc>,
-    /// Incremented by every seat taken (not by seats given back); the optimistic join guard
-    /// updates a room only at the version it read.
-    pub version: u64,
+}
+
+/// What a newcomer to a room is shown, read in one statement.
+#[derive(Clone, Debug, Default)]
+pub struct Arrival {
+    /// The room's members in the order they joined (ties broken by user id).
+    pub members: Vec<UserId>,
+    /// The newest messages, oldest first.
+    pub history: Vec<MessageRecord>,
 }
 
 /// A chat message as stored.
@@ -241,8 +247,6 @@ impl TryFrom<RoomRow> for RoomRecord {
             password_hash: row.password_hash.map(PasswordHash::from_stored),
             created_by: stored_user_id(&row.created_by)?,
             created_at: row.created_at.and_utc(),
-            version: u64::try_from(row.version)
-                .map_err(|_| corrupt("rooms.version", row.version))?,
         })
     }
 }

@@ -13,8 +13,12 @@
 // Fixtures run only in tests, where a panic is the right way to fail.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
+use diesel::connection::{Instrumentation, InstrumentationEvent};
 use diesel_async::{AsyncConnection, AsyncMysqlConnection, RunQueryDsl};
 
 use crate::settings::{DatabaseSettings, JoinGuard};
@@ -159,5 +163,101 @@ async fn drop_database(server_url: &str, name: &str) {
     };
     if let Err(e) = result {
         eprintln!("could not drop test database {name}: {e}");
+    }
+}
+
+/// One statement a connection sent, as diesel shows it (the SQL, then `-- binds: [...]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Statement {
+    /// Which connection sent it: statements of one connection are in the order sent, and a
+    /// connection runs one operation at a time, so a transaction is a run of one connection's
+    /// statements from `BEGIN` to `COMMIT` or `ROLLBACK`.
+    pub connection: u64,
+    pub sql: String,
+}
+
+impl Statement {
+    /// The statement's first word, upper-cased: `BEGIN`, `SELECT`, `INSERT`, `COMMIT`, ….
+    pub fn kind(&self) -> String {
+        self.sql
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_ascii_uppercase()
+    }
+}
+
+/// Statements sent, by the URL their connection was opened with.
+static STATEMENTS: LazyLock<Mutex<HashMap<String, Vec<Statement>>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(0);
+
+/// Counts statements as the database sees them, without asking the database: diesel reports
+/// every statement a connection sends (text queries such as `BEGIN` and `COMMIT`, and executions
+/// of prepared statements) to the connection's instrumentation. Server-wide counters
+/// (`SHOW GLOBAL STATUS`) would include every other test running at the same time, and MariaDB's
+/// per-connection counters (`performance_schema`) are off by default; these are per database,
+/// so tests running in parallel on other databases do not disturb the count.
+pub mod statements {
+    use super::*;
+
+    /// Starts recording the statements of every connection opened from now on, in this
+    /// process. Idempotent.
+    pub fn record() {
+        diesel::connection::set_default_instrumentation(recorder)
+            .expect("installing the statement recorder");
+    }
+
+    /// The statements sent so far on connections to `url` (a database URL as given to
+    /// [`crate::Database::connect`]; for SQLite, with or without its `sqlite://` scheme).
+    pub fn sent_to(url: &str) -> Vec<Statement> {
+        let path = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"));
+        let log = STATEMENTS.lock().unwrap_or_else(|e| e.into_inner());
+        [Some(url), path]
+            .into_iter()
+            .flatten()
+            .filter_map(|key| log.get(key))
+            .flatten()
+            .cloned()
+            .collect()
+    }
+
+    fn recorder() -> Option<Box<dyn Instrumentation>> {
+        Some(Box::new(Recorder {
+            connection: NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed),
+            url: None,
+        }))
+    }
+
+    struct Recorder {
+        connection: u64,
+        url: Option<String>,
+    }
+
+    impl Instrumentation for Recorder {
+        fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
+            match event {
+                InstrumentationEvent::StartEstablishConnection { url, .. } => {
+                    self.url = Some(url.to_owned());
+                }
+                InstrumentationEvent::StartQuery { query, .. } => {
+                    if let Some(url) = &self.url {
+                        let statement = Statement {
+                            connection: self.connection,
+                            sql: query.to_string(),
+                        };
+                        STATEMENTS
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .entry(url.clone())
+                            .or_default()
+                            .push(statement);
+                    }
+                }
+                _ => {}
+            }
+        }
     }
 }

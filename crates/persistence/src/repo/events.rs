@@ -49,6 +49,23 @@ pub(crate) trait EventRepo {
         reason: &str,
         at: NaiveDateTime,
     ) -> QueryResult<usize>;
+    /// [`EventRepo::record_joined`] answering with the room's attendance after the join (`None`
+    /// if nothing was inserted). Only on backends with `RETURNING`.
+    async fn record_joined_returning(
+        &mut self,
+        room: &str,
+        user: &str,
+        at: NaiveDateTime,
+    ) -> QueryResult<Option<i32>>;
+    /// [`EventRepo::record_left`] answering with the room's attendance after the departure; as
+    /// `record_joined_returning`.
+    async fn record_left_returning(
+        &mut self,
+        room: &str,
+        user: &str,
+        reason: &str,
+        at: NaiveDateTime,
+    ) -> QueryResult<Option<i32>>;
     /// Inserts events whose numbers the caller took, in multi-row statements.
     async fn insert(&mut self, events: &[NewEventRow<'_>]) -> QueryResult<()>;
     /// Up to `limit` of the room's events with `seq > after`, oldest first.
@@ -147,6 +164,36 @@ macro_rules! event_repo {
                 .await
             }
 
+            async fn record_joined_returning(
+                &mut self,
+                room: &str,
+                user: &str,
+                at: NaiveDateTime,
+            ) -> QueryResult<Option<i32>> {
+                RecordJoinedReturning { user, at, room }
+                    .get_result(self)
+                    .await
+                    .optional()
+            }
+
+            async fn record_left_returning(
+                &mut self,
+                room: &str,
+                user: &str,
+                reason: &str,
+                at: NaiveDateTime,
+            ) -> QueryResult<Option<i32>> {
+                RecordLeftReturning {
+                    user,
+                    reason,
+                    at,
+                    room,
+                }
+                .get_result(self)
+                .await
+                .optional()
+            }
+
             async fn insert(&mut self, events: &[NewEventRow<'_>]) -> QueryResult<()> {
                 for chunk in events.chunks(super::INSERT_CHUNK) {
                     let rows: Vec<_> = chunk
@@ -241,10 +288,12 @@ macro_rules! event_repo {
 mod mysql {
     use super::NewEventRow;
     use crate::records::EventRow;
-    use crate::repo::seat_sql::{RecordJoined, RecordLeft};
+    use crate::repo::seat_sql::{
+        RecordJoined, RecordJoinedReturning, RecordLeft, RecordLeftReturning,
+    };
     use crate::schema::mysql::room_events;
     use chrono::NaiveDateTime;
-    use diesel::{ExpressionMethods, QueryDsl, QueryResult};
+    use diesel::{ExpressionMethods, OptionalExtension, QueryDsl, QueryResult};
     use diesel_async::RunQueryDsl;
 
     event_repo!(crate::pool::MysqlConn, multi_row);
@@ -253,10 +302,12 @@ mod mysql {
 mod sqlite {
     use super::NewEventRow;
     use crate::records::EventRow;
-    use crate::repo::seat_sql::{RecordJoined, RecordLeft};
+    use crate::repo::seat_sql::{
+        RecordJoined, RecordJoinedReturning, RecordLeft, RecordLeftReturning,
+    };
     use crate::schema::sqlite::room_events;
     use chrono::NaiveDateTime;
-    use diesel::{ExpressionMethods, QueryDsl, QueryResult};
+    use diesel::{ExpressionMethods, OptionalExtension, QueryDsl, QueryResult};
     use diesel_async::RunQueryDsl;
 
     event_repo!(crate::pool::SqliteConn, row_by_row);

@@ -5,6 +5,10 @@ use diesel::QueryResult;
 
 use crate::records::{HeldRow, MemberRow};
 
+/// One row of an arrival read: (kind, user, message id, body, joined or sent at), where kind 0
+/// is a member and 1 a message.
+pub(crate) type ArrivalRow = (i64, String, Option<i64>, Option<String>, NaiveDateTime);
+
 pub(crate) trait ParticipantRepo {
     /// Fails with a unique violation when `user` is already a member.
     async fn insert(
@@ -26,6 +30,9 @@ pub(crate) trait ParticipantRepo {
     async fn exists(&mut self, room: &str, user: &str) -> QueryResult<bool>;
     /// Members in the order they joined; ties (same microsecond) broken by user id.
     async fn of_room(&mut self, room: &str) -> QueryResult<Vec<String>>;
+    /// The room's members and its newest `limit` messages, in one read (see
+    /// [`Arrival`](super::seat_sql::Arrival)).
+    async fn arrival(&mut self, room: &str, limit: i64) -> QueryResult<Vec<ArrivalRow>>;
     /// Every node id that holds at least one seat, registered or not.
     async fn node_ids(&mut self) -> QueryResult<Vec<i64>>;
     /// The seats held by `nodes`, locked until the transaction ends so that the caller deletes
@@ -107,6 +114,16 @@ macro_rules! participant_repo {
                     .await
             }
 
+            async fn arrival(&mut self, room: &str, limit: i64) -> QueryResult<Vec<ArrivalRow>> {
+                Arrival {
+                    room,
+                    history_room: room,
+                    limit,
+                }
+                .load(self)
+                .await
+            }
+
             async fn node_ids(&mut self) -> QueryResult<Vec<i64>> {
                 participants::table
                     .select(participants::node_id)
@@ -142,7 +159,9 @@ macro_rules! participant_repo {
 
 // Each expansion sees one backend's tables under the same names.
 mod mysql {
+    use super::ArrivalRow;
     use crate::records::{HeldRow, MemberRow};
+    use crate::repo::seat_sql::Arrival;
     use crate::schema::mysql::participants;
     use chrono::NaiveDateTime;
     use diesel::{ExpressionMethods, QueryDsl, QueryResult};
@@ -152,7 +171,9 @@ mod mysql {
 }
 
 mod sqlite {
+    use super::ArrivalRow;
     use crate::records::{HeldRow, MemberRow};
+    use crate::repo::seat_sql::Arrival;
     use crate::schema::sqlite::participants;
     use chrono::NaiveDateTime;
     use diesel::{ExpressionMethods, QueryDsl, QueryResult};

@@ -3,7 +3,21 @@
 use chrono::NaiveDateTime;
 use diesel::QueryResult;
 
-use crate::records::RoomRow;
+use crate::records::{HeldRow, RoomRow};
+
+/// Which membership a leave removes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Departing<'a> {
+    /// The user's membership in the room, if held through this node (a session leaving its
+    /// own seat).
+    Member {
+        room: &'a str,
+        user: &'a str,
+        node: i64,
+    },
+    /// Exactly this row (a reconciliation removing what no session holds).
+    Row(&'a HeldRow),
+}
 
 pub(crate) struct NewRoomRow<'a> {
     pub id: &'a str,
@@ -38,6 +52,10 @@ pub(crate) trait RoomRepo {
     /// same transaction, after locking the room with `find_for_update`), and takes `count`
     /// event numbers for their departures.
     async fn free_seats(&mut self, id: &str, count: i32) -> QueryResult<usize>;
+    /// A leave's first statement: gives back the seat `departing` names and takes an event
+    /// number for its departure, only if that membership row exists. Returns the rooms updated
+    /// (0: no such membership, or no such room). The caller then deletes the row.
+    async fn free_seat_of(&mut self, departing: &Departing<'_>) -> QueryResult<usize>;
     /// Writes a count the caller computed from an earlier read: the lost-update pattern the
     /// `naive` demonstration guard needs. Nothing else may use it.
     #[cfg(feature = "demo-unsafe")]
@@ -115,6 +133,24 @@ macro_rules! room_repo {
                 .await
             }
 
+            async fn free_seat_of(&mut self, departing: &Departing<'_>) -> QueryResult<usize> {
+                match *departing {
+                    Departing::Member { room, user, node } => {
+                        FreeSeatOfMember { room, user, node }.execute(self).await
+                    }
+                    Departing::Row((room, user, node, joined_at)) => {
+                        FreeSeatOfRow {
+                            room,
+                            user,
+                            node: *node,
+                            joined_at: *joined_at,
+                        }
+                        .execute(self)
+                        .await
+                    }
+                }
+            }
+
             #[cfg(feature = "demo-unsafe")]
             async fn write_attending(&mut self, id: &str, attending: i32) -> QueryResult<usize> {
                 diesel::update(rooms::table.find(id))
@@ -131,9 +167,11 @@ macro_rules! room_repo {
 
 // Each expansion sees one backend's tables under the same names.
 mod mysql {
-    use super::{NewRoomRow, OPENING_EVENTS};
+    use super::{Departing, NewRoomRow, OPENING_EVENTS};
     use crate::records::RoomRow;
-    use crate::repo::seat_sql::{FreeSeats, TakeSeat, TakeSeatAtVersion, TakeSeatIfFree};
+    use crate::repo::seat_sql::{
+        FreeSeatOfMember, FreeSeatOfRow, FreeSeats, TakeSeat, TakeSeatAtVersion, TakeSeatIfFree,
+    };
     use crate::schema::mysql::rooms;
     use diesel::{ExpressionMethods, OptionalExtension, QueryDsl, QueryResult};
     use diesel_async::RunQueryDsl;
@@ -142,9 +180,11 @@ mod mysql {
 }
 
 mod sqlite {
-    use super::{NewRoomRow, OPENING_EVENTS};
+    use super::{Departing, NewRoomRow, OPENING_EVENTS};
     use crate::records::RoomRow;
-    use crate::repo::seat_sql::{FreeSeats, TakeSeat, TakeSeatAtVersion, TakeSeatIfFree};
+    use crate::repo::seat_sql::{
+        FreeSeatOfMember, FreeSeatOfRow, FreeSeats, TakeSeat, TakeSeatAtVersion, TakeSeatIfFree,
+    };
     use crate::schema::sqlite::rooms;
     use diesel::{ExpressionMethods, OptionalExtension, QueryDsl, QueryResult};
     use diesel_async::RunQueryDsl;

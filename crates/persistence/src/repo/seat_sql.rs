@@ -13,7 +13,7 @@ use diesel::QueryResult;
 use diesel::backend::Backend;
 use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 use diesel::serialize::ToSql;
-use diesel::sql_types::{BigInt, HasSqlType, Integer, Text, Timestamp};
+use diesel::sql_types::{BigInt, HasSqlType, Integer, Nullable, Text, Timestamp};
 
 macro_rules! seat_statement {
     (
@@ -48,6 +48,23 @@ macro_rules! seat_statement {
                 seat_statement!(@walk out, self, [$($piece),*], [$($field: $sql_ty),*]);
                 Ok(())
             }
+        }
+    };
+    // A statement that answers with rows of `$row` (a `RETURNING` clause, or a read).
+    (
+        $(#[$doc:meta])*
+        $name:ident { $($field:ident: $ty:ty => $sql_ty:ty),* $(,)? }
+        returns: $row:ty,
+        sql: [$($piece:literal),* $(,)?]
+    ) => {
+        seat_statement! {
+            $(#[$doc])*
+            $name { $($field: $ty => $sql_ty),* }
+            sql: [$($piece),*]
+        }
+
+        impl diesel::query_builder::Query for $name<'_> {
+            type SqlType = $row;
         }
     };
     // SQL pieces alternate with binds: piece, bind, piece, bind, …, piece.
@@ -143,5 +160,97 @@ seat_statement! {
         ", ",
         " FROM rooms WHERE id = ",
         "",
+    ]
+}
+
+// Where the backend has `RETURNING` (MariaDB 10.5+, SQLite 3.35+; not MySQL), the event's
+// INSERT also answers with the attendance it copied from the locked room row, so neither a join
+// nor a leave needs a read to say how many are in the room after it.
+
+seat_statement! {
+    /// [`RecordJoined`], answering with the room's attendance after the join.
+    RecordJoinedReturning { user: &'a str => Text, at: NaiveDateTime => Timestamp, room: &'a str => Text }
+    returns: Integer,
+    sql: [
+        "INSERT INTO room_events (room_id, seq, kind, user_id, attending, reason, at) \
+         SELECT id, last_event_seq, 'member_joined', ",
+        ", attending, NULL, ",
+        " FROM rooms WHERE id = ",
+        " RETURNING attending",
+    ]
+}
+
+seat_statement! {
+    /// [`RecordLeft`], answering with the room's attendance after the departure.
+    RecordLeftReturning {
+        user: &'a str => Text,
+        reason: &'a str => Text,
+        at: NaiveDateTime => Timestamp,
+        room: &'a str => Text,
+    }
+    returns: Integer,
+    sql: [
+        "INSERT INTO room_events (room_id, seq, kind, user_id, attending, reason, at) \
+         SELECT id, last_event_seq, 'member_left', ",
+        ", attending, ",
+        ", ",
+        " FROM rooms WHERE id = ",
+        " RETURNING attending",
+    ]
+}
+
+// A leave locks the room row first, as every join does (so a join and a leave of the same user
+// cannot deadlock), and in the same statement gives the seat back only if the membership is
+// there: no read before it. The subquery's row is read under a shared lock on InnoDB (a read
+// inside a write statement), so the DELETE that follows finds it; on SQLite the transaction
+// holds the write lock.
+
+seat_statement! {
+    /// Gives back `user`'s seat in `room` and takes an event number for the departure, if the
+    /// seat is held through `node`; updates nothing otherwise.
+    FreeSeatOfMember { room: &'a str => Text, user: &'a str => Text, node: i64 => BigInt }
+    sql: [
+        "UPDATE rooms SET attending = attending - 1, last_event_seq = last_event_seq + 1 \
+         WHERE id = ",
+        " AND EXISTS (SELECT 1 FROM participants WHERE participants.room_id = rooms.id \
+         AND participants.user_id = ",
+        " AND participants.node_id = ",
+        ")",
+    ]
+}
+
+seat_statement! {
+    /// As [`FreeSeatOfMember`], for exactly the row taken at `joined_at`.
+    FreeSeatOfRow {
+        room: &'a str => Text,
+        user: &'a str => Text,
+        node: i64 => BigInt,
+        joined_at: NaiveDateTime => Timestamp,
+    }
+    sql: [
+        "UPDATE rooms SET attending = attending - 1, last_event_seq = last_event_seq + 1 \
+         WHERE id = ",
+        " AND EXISTS (SELECT 1 FROM participants WHERE participants.room_id = rooms.id \
+         AND participants.user_id = ",
+        " AND participants.node_id = ",
+        " AND participants.joined_at = ",
+        ")",
+    ]
+}
+
+seat_statement! {
+    /// What a newcomer is shown, in one read: the members (kind 0: user, joined_at) in the
+    /// order they joined, then the newest `limit` messages (kind 1: user, id, body, sent_at),
+    /// oldest first. The inner SELECT is wrapped because SQLite allows ORDER BY and LIMIT only
+    /// at the end of a compound SELECT.
+    Arrival { room: &'a str => Text, history_room: &'a str => Text, limit: i64 => BigInt }
+    returns: (BigInt, Text, Nullable<BigInt>, Nullable<Text>, Timestamp),
+    sql: [
+        "SELECT 0 AS part, user_id, NULL AS id, NULL AS body, joined_at AS at \
+         FROM participants WHERE room_id = ",
+        " UNION ALL SELECT part, user_id, id, body, at FROM (\
+         SELECT 1 AS part, user_id, id, body, sent_at AS at FROM messages WHERE room_id = ",
+        " ORDER BY id DESC LIMIT ",
+        ") AS recent ORDER BY 1, 3, 5, 2",
     ]
 }

@@ -11,3 +11,4 @@ mod concurrency;
 mod events;
 mod nodes;
 mod rooms;
+mod statements;

@@ -1,0 +1,186 @@
+//! What a visit costs in statements, counted on the connections themselves (see
+//! `roomgate_persistence::testing::statements`), and the one read that greets a newcomer.
+
+use roomgate_persistence::JoinGuard;
+use roomgate_persistence::testing::{Statement, statements};
+
+use crate::helpers::{Server, body, connect, new_room, on_both, room_id, user};
+
+on_both!(
+    a_visit_is_eleven_statements,
+    an_arrival_is_the_members_and_the_newest_messages,
+    join_and_leave_report_the_attendance_they_recorded,
+);
+
+/// One visit as the server makes it: the guarded join, the `joined` frame's read, the leave.
+/// On MariaDB (10.5+) and SQLite each event INSERT answers with the attendance it recorded
+/// (`RETURNING`), so neither the join nor the leave reads the room.
+const VISIT: [&str; 11] = [
+    "BEGIN", "UPDATE", "INSERT", "INSERT", "COMMIT", // join: seat, member, member_joined
+    "SELECT", // members and history
+    "BEGIN", "UPDATE", "DELETE", "INSERT", "COMMIT", // leave: seat, member, member_left
+];
+
+async fn a_visit_is_eleven_statements(server: Server) {
+    statements::record();
+    let test_db = server.fresh().await;
+    let db = connect(&test_db, JoinGuard::Conditional).await;
+    let room = room_id("counted");
+    db.open_room_and_join(&new_room("counted", 10, "host"), crate::helpers::NODE)
+        .await
+        .unwrap();
+    let before = statements::sent_to(test_db.url()).len();
+    const VISITS: usize = 4;
+    for i in 0..VISITS {
+        let guest = user(&format!("guest{i}"));
+        let joined = db.join(&room, &guest, crate::helpers::NODE).await.unwrap();
+        assert_eq!(joined.attending, 2);
+        assert_eq!(joined.title, "Room counted");
+        let arrival = db.arrival(&room, 50).await.unwrap();
+        assert_eq!(arrival.members.len(), 2);
+        let left = db.leave(
+            &room,
+            &guest,
+            crate::helpers::NODE,
+            roomgate_persistence::DepartureReason::Left,
+        );
+        assert_eq!(left.await.unwrap(), Some(1));
+    }
+    let sent: Vec<Statement> = statements::sent_to(test_db.url())
+        .into_iter()
+        .skip(before)
+        // The pool's liveness check of a connection idle for more than 2 s: not part of a
+        // visit, and only sent when the machine stalls between two of them.
+        .filter(|statement| statement.sql.trim() != "SELECT 1")
+        .collect();
+    let kinds: Vec<String> = sent.iter().map(Statement::kind).collect();
+    let expected: Vec<&str> = VISIT
+        .iter()
+        .copied()
+        .cycle()
+        .take(VISIT.len() * VISITS)
+        .collect();
+    assert_eq!(
+        kinds,
+        expected,
+        "statements of {VISITS} visits on {server:?}:\n{}",
+        sent.iter()
+            .map(|s| s.sql.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    test_db.cleanup().await;
+}
+
+async fn an_arrival_is_the_members_and_the_newest_messages(server: Server) {
+    let test_db = server.fresh().await;
+    let db = connect(&test_db, JoinGuard::Conditional).await;
+    let id = room_id("chat");
+    db.open_room_and_join(&new_room("chat", 5, "zed"), crate::helpers::NODE)
+        .await
+        .unwrap();
+    db.open_room_and_join(&new_room("other", 5, "zed"), crate::helpers::NODE)
+        .await
+        .unwrap();
+    let empty = db.arrival(&id, 10).await.unwrap();
+    assert_eq!(empty.members, [user("zed")]);
+    assert!(empty.history.is_empty());
+    for who in ["mallory", "bob", "alice"] {
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        db.join(&id, &user(who), crate::helpers::NODE)
+            .await
+            .unwrap();
+    }
+    for i in 0..5 {
+        db.post_message(&id, &user("bob"), &body(&format!("m{i}")))
+            .await
+            .unwrap();
+        db.post_message(&room_id("other"), &user("zed"), &body("elsewhere"))
+            .await
+            .unwrap();
+    }
+    for limit in [0, 3, 100] {
+        let arrival = db.arrival(&id, limit).await.unwrap();
+        assert_eq!(arrival.members, db.members(&id).await.unwrap());
+        let history = db.history(&id, limit).await.unwrap();
+        let shown = |messages: &[roomgate_persistence::MessageRecord]| {
+            messages
+                .iter()
+                .map(|m| {
+                    (
+                        m.id,
+                        m.room_id.clone(),
+                        m.user_id.clone(),
+                        m.body.clone(),
+                        m.sent_at,
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(shown(&arrival.history), shown(&history), "limit {limit}");
+    }
+    let names: Vec<String> = db
+        .arrival(&id, 0)
+        .await
+        .unwrap()
+        .members
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(names, ["zed", "mallory", "bob", "alice"]);
+    let nobody = db.arrival(&room_id("ghost"), 10).await.unwrap();
+    assert!(nobody.members.is_empty() && nobody.history.is_empty());
+    test_db.cleanup().await;
+}
+
+/// The attendance a join or a leave reports is the one its event recorded, with or without a
+/// read, for a room this process has seen and one it has not.
+async fn join_and_leave_report_the_attendance_they_recorded(server: Server) {
+    let test_db = server.fresh().await;
+    let guards = match server {
+        Server::Mysql => JoinGuard::ALL.to_vec(),
+        Server::Sqlite => vec![JoinGuard::Conditional, JoinGuard::Optimistic],
+    };
+    let creator = connect(&test_db, JoinGuard::Conditional).await;
+    let id = room_id("r");
+    creator
+        .open_room_and_join(&new_room("r", 10, "host"), crate::helpers::NODE)
+        .await
+        .unwrap();
+    let mut expected = 1;
+    for guard in guards {
+        // A second process has never seen the room: its first join reads it back.
+        let db = connect(&test_db, guard).await;
+        for i in 0..2 {
+            let who = user(&format!("{guard:?}{i}").to_lowercase());
+            let joined = db.join(&id, &who, crate::helpers::NODE).await.unwrap();
+            expected += 1;
+            assert_eq!(joined.attending, expected, "{guard:?}");
+            assert_eq!(joined.capacity, 10);
+            assert_eq!(joined.created_by, user("host"));
+        }
+        let who = user(&format!("{guard:?}0").to_lowercase());
+        let left = db
+            .leave(
+                &id,
+                &who,
+                crate::helpers::NODE,
+                roomgate_persistence::DepartureReason::Left,
+            )
+            .await
+            .unwrap();
+        expected -= 1;
+        assert_eq!(left, Some(expected), "{guard:?}");
+    }
+    let events = creator.events(&id, 0, 100).await.unwrap();
+    let attendances: Vec<u32> = events.iter().map(|e| e.attending).collect();
+    let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
+    assert_eq!(
+        seqs,
+        (1..=events.len() as u64).collect::<Vec<_>>(),
+        "gapless"
+    );
+    assert_eq!(attendances.last(), Some(&expected));
+    crate::helpers::assert_counts_agree(&creator, &id).await;
+    test_db.cleanup().await;
+}
