@@ -188,7 +188,11 @@ pub(crate) struct LineSignal {
 
 impl LineSignal {
     pub(crate) fn watch(&self) -> LineWatch {
-        LineWatch::new(self.sender.get_or_init(|| watch::Sender::new(0)).subscribe())
+        LineWatch::new(
+            self.sender
+                .get_or_init(|| watch::Sender::new(0))
+                .subscribe(),
+        )
     }
 
     /// Wakes every watcher; free when no one ever watched.

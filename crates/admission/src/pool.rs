@@ -42,6 +42,9 @@ struct Seats {
     /// Places in line, first come first; each user here is `SeatState::Waiting` in `by_user`.
     line: VecDeque<LinePlace>,
     departures: Departures,
+    /// Tickets of unopened places given up when a seat was handed past them (expired heads),
+    /// until the reaper tells the registry to remember them as expired.
+    given_up: Vec<Ticket>,
 }
 
 /// One place in line: who, when it was taken, and how long a seat handed to it is held for its
@@ -83,7 +86,10 @@ pub(crate) enum AttachedTo {
 
 /// Where an attached place stands, as the pool sees it.
 pub(crate) enum PlaceNow {
-    Waiting { position: u32, eta_ms: Option<u64> },
+    Waiting {
+        position: u32,
+        eta_ms: Option<u64>,
+    },
     /// A seat was handed to the place and is now joined by its session.
     Seated,
     Gone,
@@ -130,6 +136,7 @@ impl RoomPool {
                 joined: 0,
                 line: VecDeque::new(),
                 departures: Departures::new(now),
+                given_up: Vec::new(),
             }),
             idle_since: Mutex::new(None),
             line_signal: LineSignal::default(),
@@ -171,10 +178,18 @@ impl RoomPool {
             // A place whose socket never opened in time is not handed a seat: it is given up
             // here, as the reaper would, and the next in line is looked at.
             if seat_step(&key, state, SeatEvent::Expire { now }).is_ok() {
-                seats.by_user.remove(&key.user);
+                if let Some(SeatState::Waiting { ticket, .. }) = seats.by_user.remove(&key.user) {
+                    seats.given_up.push(ticket);
+                }
                 continue;
             }
-            let attached = matches!(state, SeatState::Waiting { attached: Some(_), .. });
+            let attached = matches!(
+                state,
+                SeatState::Waiting {
+                    attached: Some(_),
+                    ..
+                }
+            );
             let expires_at = match state {
                 // The socket is there to confirm at once; the hold only bounds a stuck one.
                 SeatState::Waiting { .. } if attached => now.plus_millis(head.hold_ms),
@@ -337,6 +352,12 @@ impl RoomPool {
         let mut guard = self.seats();
         let seats = &mut *guard;
         let Some(state) = seats.by_user.get_mut(&key.user) else {
+            // A place given up as expired when a seat was handed past it: say so, as the
+            // reaper's expiry would.
+            if let Some(index) = seats.given_up.iter().position(|old| old == ticket) {
+                seats.given_up.swap_remove(index);
+                return Ok(AttachedTo::Expired);
+            }
             return Err(AdmissionError::InvalidTicket);
         };
         if state.is_waiting() && !places {
@@ -533,6 +554,11 @@ impl RoomPool {
             self.seat_freed(seats, now);
         }
         expired
+    }
+
+    /// The tickets of places given up since the last call when a seat was handed past them.
+    pub(crate) fn take_given_up(&self) -> Vec<Ticket> {
+        std::mem::take(&mut self.seats().given_up)
     }
 
     /// Retires the pool once the reaper has found it empty on passes at least `idle_ttl_ms`

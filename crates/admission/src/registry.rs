@@ -426,6 +426,7 @@ impl SemaphoreRegistry {
                 let expired = pool.reap_expired(now);
                 report.reservations += expired.len();
                 expired_tickets.extend(expired);
+                expired_tickets.extend(pool.take_given_up());
                 let retire = pool.retire_if_idle(now, idle_ttl);
                 report.pools_evicted += usize::from(retire);
                 !retire

@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod backends;
+mod line;
 mod model;
 mod pending;
 mod races;
