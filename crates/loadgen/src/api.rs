@@ -15,10 +15,11 @@ use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
 use reqwest::StatusCode;
-use roomgate_api::client::{Client, ClientError, WebSocket};
+use roomgate_api::client::{Admitted, Client, ClientError, WebSocket};
 use roomgate_api::{
     ClientFrame, CloseCode, CreateRoomRequest, CreatedRoom, DevTokenRequest, DevTokenResponse,
-    ErrorBody, ErrorCode, ReservationView, ReserveRequest, RoomView, ServerFrame,
+    ErrorBody, ErrorCode, JoinedFrame, QueueView, ReservationView, ReserveRequest, RoomPage,
+    RoomView, ServerFrame,
 };
 use tokio_tungstenite::tungstenite::Message;
 
@@ -48,6 +49,8 @@ pub enum Refusal {
         retry_after: Duration,
     },
     AlreadyJoined,
+    /// The room's waiting line is at `rooms.max_waiting`.
+    QueueFull,
     RoomExists,
     RoomNotFound,
     RateLimited {
@@ -71,6 +74,7 @@ impl Refusal {
             Refusal::RoomFull => ErrorCode::RoomFull.as_str(),
             Refusal::RoomPending { .. } => ErrorCode::RoomPending.as_str(),
             Refusal::AlreadyJoined => ErrorCode::AlreadyJoined.as_str(),
+            Refusal::QueueFull => ErrorCode::QueueFull.as_str(),
             Refusal::RoomExists => ErrorCode::RoomExists.as_str(),
             Refusal::RoomNotFound => ErrorCode::RoomNotFound.as_str(),
             Refusal::RateLimited { .. } => ErrorCode::RateLimited.as_str(),
@@ -111,6 +115,7 @@ impl Refusal {
             Some(ErrorCode::RoomFull) => Refusal::RoomFull,
             Some(ErrorCode::RoomPending) => Refusal::RoomPending { retry_after },
             Some(ErrorCode::AlreadyJoined) => Refusal::AlreadyJoined,
+            Some(ErrorCode::QueueFull) => Refusal::QueueFull,
             Some(ErrorCode::RoomExists) => Refusal::RoomExists,
             Some(ErrorCode::RoomNotFound) => Refusal::RoomNotFound,
             _ if status == ErrorCode::RateLimited.status() => Refusal::RateLimited { retry_after },
@@ -303,6 +308,17 @@ impl Api {
         }
     }
 
+    /// `POST /api/v1/rooms/{room}/reservations` with `"wait": true`: a seat, or a place in the
+    /// room's waiting line. Through the typed client, so a `Retry-After` is the default second.
+    pub async fn reserve_or_wait(&self, token: &str, room: &str) -> Result<Admitted, Refusal> {
+        Ok(self.client.reserve_or_wait(token, room, None).await?)
+    }
+
+    /// `GET /api/v1/rooms?limit=&after=`: one page of open rooms, ordered by id.
+    pub async fn rooms_page(&self, limit: u32, after: &str) -> Result<RoomPage, Refusal> {
+        Ok(self.client.rooms(Some(limit), Some(after)).await?)
+    }
+
     /// `DELETE /api/v1/rooms/{room}/reservations/me`: gives a held seat back.
     pub async fn cancel(&self, token: &str, room: &str) -> Result<(), Refusal> {
         Ok(self.client.cancel(token, room).await?)
@@ -333,16 +349,38 @@ impl Api {
     /// Opens the reservation's WebSocket (its `ws_url`, with Nagle's algorithm off) and waits
     /// for the `joined` frame.
     pub async fn join(&self, reservation: &ReservationView) -> Result<(Ws, RoomView), JoinFailure> {
-        let url = format!("{}{}", self.target.ws, reservation.ws_url);
-        let connect = tokio_tungstenite::connect_async_with_config(url, None, true);
-        let (mut ws, _) = tokio::time::timeout(CALL_TIMEOUT, connect)
+        self.join_frame(reservation)
             .await
-            .map_err(|_| JoinFailure::Timeout)?
-            .map_err(|e| JoinFailure::Transport(e.to_string()))?;
+            .map(|(ws, joined)| (ws, joined.room))
+    }
+
+    /// [`join`](Self::join), keeping the whole `joined` frame (its `members`).
+    pub async fn join_frame(
+        &self,
+        reservation: &ReservationView,
+    ) -> Result<(Ws, JoinedFrame), JoinFailure> {
+        let mut ws = self.open(&reservation.ws_url).await?;
         let first = tokio::time::timeout(CALL_TIMEOUT, first_frame(&mut ws))
             .await
             .map_err(|_| JoinFailure::Timeout)??;
         Ok((ws, first))
+    }
+
+    /// Opens the WebSocket of a place in line; the caller reads its `waiting` frames and then
+    /// its `joined`.
+    pub async fn open_place(&self, place: &QueueView) -> Result<Ws, JoinFailure> {
+        self.open(&place.ws_url).await
+    }
+
+    /// Opens a WebSocket at `path` (a `ws_url`), with Nagle's algorithm off.
+    async fn open(&self, path: &str) -> Result<Ws, JoinFailure> {
+        let url = format!("{}{}", self.target.ws, path);
+        let connect = tokio_tungstenite::connect_async_with_config(url, None, true);
+        let (ws, _) = tokio::time::timeout(CALL_TIMEOUT, connect)
+            .await
+            .map_err(|_| JoinFailure::Timeout)?
+            .map_err(|e| JoinFailure::Transport(e.to_string()))?;
+        Ok(ws)
     }
 }
 
@@ -352,12 +390,12 @@ pub fn close_code(frame: Option<&tokio_tungstenite::tungstenite::protocol::Close
 }
 
 /// Reads until the first data frame: `joined` (its room) or a close (its code).
-async fn first_frame(ws: &mut Ws) -> Result<RoomView, JoinFailure> {
+async fn first_frame(ws: &mut Ws) -> Result<JoinedFrame, JoinFailure> {
     loop {
         match ws.next().await {
             Some(Ok(Message::Text(text))) => {
                 return match serde_json::from_str::<ServerFrame>(text.as_str()) {
-                    Ok(ServerFrame::Joined(joined)) => Ok(joined.room),
+                    Ok(ServerFrame::Joined(joined)) => Ok(joined),
                     Ok(_) => Err(JoinFailure::Protocol(truncate(text.as_str()))),
                     Err(e) => Err(JoinFailure::Protocol(e.to_string())),
                 };

@@ -81,6 +81,92 @@ pub enum Command {
     /// long time: joins/s, server memory and descriptors over time; exit 3 if a seat leaked,
     /// a room was over-admitted or the memory grew.
     Soak(SoakArgs),
+    /// Full rooms with a waiting line: members leave at random, waiters are seated by
+    /// hand-over and re-queue after their stay. Hand-over latency, waiting time, order
+    /// inversions, idle seats; exit 3 on any inversion, idle seat, over-admission or leak.
+    Queue(QueueArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct QueueArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Rooms, each kept full.
+    #[arg(long, default_value_t = 100)]
+    pub rooms: u32,
+    /// Capacity of each room: the members who hold its seats.
+    #[arg(long, default_value_t = 20)]
+    pub capacity: u32,
+    /// People per room beyond its capacity, who take places in its line (`"wait": true`).
+    #[arg(long, default_value_t = 50)]
+    pub waiters: u32,
+    /// Mean time a member stays before sending `leave` (exponentially distributed); then it
+    /// takes a place in line again.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub stay: Duration,
+    /// How long the line runs; then members leave and waiters give up their places.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// How often every room is read (`GET /api/v1/rooms` pages) for idle seats and
+    /// over-admission.
+    #[arg(long, default_value = "200ms", value_parser = parse_duration)]
+    pub sample_every: Duration,
+    /// A room counts as having an idle seat when every read over at least this long showed
+    /// `attending + reserved < capacity` with `waiting > 0` (the contract's rule 7: the head is
+    /// seated within 1 s). 0: a single such read counts.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub idle_grace: Duration,
+    /// Two hand-overs committed concurrently may confirm out of order: a waiter seated before
+    /// someone who took a place earlier is an inversion only if that earlier one is not seated
+    /// within this long after.
+    #[arg(long, default_value = "100ms", value_parser = parse_duration)]
+    pub order_grace: Duration,
+    /// Mean pause before retrying a refused reservation (jittered ±50 %).
+    #[arg(long, default_value = "50ms", value_parser = parse_duration)]
+    pub backoff: Duration,
+    /// How long to wait at the end for every room to be back to attending, reserved and
+    /// waiting 0 (a place whose socket never opened lasts `admission.reservation_ttl`).
+    #[arg(long, default_value = "35s", value_parser = parse_duration)]
+    pub settle: Duration,
+}
+
+impl QueueArgs {
+    pub fn validate(&self) -> Result<(), UsageError> {
+        count_in_range("rooms", self.rooms, 1)?;
+        count_in_range("capacity", self.capacity, 1)?;
+        count_in_range("waiters", self.waiters, 1)?;
+        let people = u64::from(self.rooms) * (u64::from(self.capacity) + u64::from(self.waiters));
+        if people > u64::from(MAX_CLIENTS) {
+            return Err(usage(
+                "waiters",
+                format!("rooms × (capacity + waiters) must stay within {MAX_CLIENTS}"),
+            ));
+        }
+        duration_in_range("duration", self.duration)?;
+        duration_in_range("settle", self.settle)?;
+        if self.stay.is_zero() || self.stay > MAX_DURATION {
+            return Err(usage("stay", "must be more than 0 and at most an hour"));
+        }
+        if self.sample_every < Duration::from_millis(10) || self.sample_every > self.duration {
+            return Err(usage(
+                "sample-every",
+                format!(
+                    "must be between 10ms and --duration ({:?}), got {:?}",
+                    self.duration, self.sample_every
+                ),
+            ));
+        }
+        for (flag, value) in [
+            ("idle-grace", self.idle_grace),
+            ("order-grace", self.order_grace),
+            ("backoff", self.backoff),
+        ] {
+            if value > MAX_DURATION {
+                return Err(usage(flag, "at most an hour"));
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -785,6 +871,33 @@ mod tests {
         assert_eq!(refused(&["--max-rss-growth=-1"]), "max-rss-growth");
         assert_eq!(refused(&["--workers", "0"]), "workers");
         assert_eq!(refused(&["--set", "nonsense"]), "set");
+    }
+
+    #[test]
+    fn queue_defaults_are_the_issue_sizes_and_odd_values_are_refused() {
+        let Command::Queue(queue) = parse(&["queue"]).unwrap().command else {
+            panic!("queue")
+        };
+        assert_eq!((queue.rooms, queue.capacity, queue.waiters), (100, 20, 50));
+        assert_eq!(queue.duration, Duration::from_secs(30));
+        assert_eq!(queue.sample_every, Duration::from_millis(200));
+        queue.validate().unwrap();
+        let refused = |args: &[&str]| {
+            let line: Vec<&str> = std::iter::once("queue")
+                .chain(args.iter().copied())
+                .collect();
+            let Command::Queue(queue) = parse(&line).unwrap().command else {
+                panic!("queue")
+            };
+            queue.validate().unwrap_err().flag
+        };
+        assert_eq!(refused(&["--waiters", "0"]), "waiters");
+        assert_eq!(refused(&["--stay", "0s"]), "stay");
+        assert_eq!(refused(&["--sample-every", "1ms"]), "sample-every");
+        assert_eq!(
+            refused(&["--rooms", "2000", "--capacity", "50", "--waiters", "50"]),
+            "waiters"
+        );
     }
 
     #[test]

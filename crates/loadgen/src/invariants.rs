@@ -8,8 +8,8 @@
 //! - **the server's own reads**: `GET /api/v1/rooms/{id}` must always show
 //!   `attending + reserved <= capacity` (invariant 1 of the contract).
 //!
-//! A *leak* is a room that, once every client is gone, still shows attending members or
-//! reserved seats (invariant 3).
+//! A *leak* is a room that, once every client is gone, still shows attending members,
+//! reserved seats or people in its waiting line (invariant 3).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -239,27 +239,31 @@ pub struct Leak {
     pub room: String,
     pub attending: u32,
     pub reserved: u32,
+    /// People still in the room's waiting line (v1.1).
+    pub waiting: u32,
 }
 
 impl std::fmt::Display for Leak {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "room {}: attending {}, reserved {} after every client left",
-            self.room, self.attending, self.reserved
+            "room {}: attending {}, reserved {}, waiting {} after every client left",
+            self.room, self.attending, self.reserved, self.waiting
         )
     }
 }
 
-/// The rooms among `views` that are not back to `attending == 0 && reserved == 0`.
+/// The rooms among `views` that are not back to `attending == 0 && reserved == 0 &&
+/// waiting == 0`.
 pub fn leaks<'a>(views: impl IntoIterator<Item = &'a RoomView>) -> Vec<Leak> {
     views
         .into_iter()
-        .filter(|v| v.attending != 0 || v.reserved != 0)
+        .filter(|v| v.attending != 0 || v.reserved != 0 || v.waiting != 0)
         .map(|v| Leak {
             room: v.id.clone(),
             attending: v.attending,
             reserved: v.reserved,
+            waiting: v.waiting,
         })
         .collect()
 }
@@ -284,6 +288,7 @@ mod tests {
             capacity,
             attending,
             reserved,
+            waiting: 0,
             has_password: false,
             state: roomgate_api::RoomState::Open,
             created_at: "2026-01-01T00:00:00.000Z".into(),
@@ -404,11 +409,15 @@ mod tests {
             view("b", 2, 1, 0),
             view("c", 2, 0, 1),
             view("d", 5, 0, 0),
+            RoomView {
+                waiting: 1,
+                ..view("e", 5, 0, 0)
+            },
         ];
         let found = leaks(&views);
         assert_eq!(
             found.iter().map(|l| l.room.as_str()).collect::<Vec<_>>(),
-            ["b", "c"]
+            ["b", "c", "e"]
         );
         assert!(leaks(&[view("a", 1, 0, 0)]).is_empty());
     }

@@ -66,6 +66,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Idle(args) => scenario::idle::run(args, &output).await?,
         Command::Compare(args) => scenario::compare::run(args, &output).await?,
         Command::Soak(args) => scenario::soak::run(args, &output).await?,
+        Command::Queue(args) => scenario::queue::run(args, &output).await?,
     };
     if output.json {
         println!("{}", serde_json::to_string_pretty(&report.json())?);

@@ -394,3 +394,64 @@ fn bad_arguments_exit_2_and_name_their_flag() {
     assert_eq!(code, 2);
     assert!(stderr.contains("--duration"), "{stderr}");
 }
+
+#[test]
+fn queue_seats_waiters_in_order_with_no_idle_seat_and_nothing_left() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("queue.svg");
+    // 3 rooms of 3 seats, 4 waiting each; members stay 300 ms on average, so each room frees
+    // about 10 seats a second and the line moves all the time.
+    let (code, report, stderr) = load(&[
+        "queue",
+        "--url",
+        &server.url,
+        "--rooms",
+        "3",
+        "--capacity",
+        "3",
+        "--waiters",
+        "4",
+        "--stay",
+        "300ms",
+        "--duration",
+        "4s",
+        "--sample-every",
+        "100ms",
+        "--settle",
+        "10s",
+        "--json",
+        "--quiet",
+        "--plot",
+        svg.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}\n{report:#}");
+    assert_eq!(report["ok"], true);
+    let r = &report["result"];
+    // Every room was full at first (its 3 members seated directly), then the line moved.
+    assert!(u(&r["direct_seats"]) >= 9, "{r:#}");
+    let handovers = u(&r["handovers"]);
+    assert!(handovers >= 20, "{r:#}");
+    assert!(u(&r["places"]) >= handovers);
+    assert_eq!(u(&r["waiting_time"]["count"]), handovers);
+    // Every hand-over but those of the rooms' initial seats has a freed seat to pair with.
+    let latency = u(&r["handover_latency"]["count"]);
+    assert_eq!(latency + u(&r["handovers_unmatched"]), handovers, "{r:#}");
+    assert!(latency > 0, "{r:#}");
+    // The contract's rule 7: the head is seated within 1 s of a seat freeing.
+    assert!(
+        r["handover_latency"]["p99_ms"].as_f64().unwrap() < 1000.0,
+        "{r:#}"
+    );
+    assert_eq!(u(&r["order"]["inversions"]), 0, "{r:#}");
+    assert_eq!(u(&r["order"]["position_rises"]), 0, "{r:#}");
+    assert!(u(&r["order"]["admissions_checked"]) >= handovers);
+    assert_eq!(u(&r["idle"]["idle_seats"]), 0, "{r:#}");
+    assert!(u(&r["idle"]["sweeps"]) >= 10, "{r:#}");
+    assert!(u(&r["idle"]["peak_waiting"]) >= 1, "{r:#}");
+    assert_eq!(u(&r["admission"]["over_admitted"]), 0);
+    assert!(u(&r["admission"]["peak_inside"]) <= 3);
+    assert_eq!(r["leaks"], serde_json::json!([]));
+    let chart = std::fs::read_to_string(&svg).unwrap();
+    assert!(chart.starts_with("<svg") && chart.contains("hand-over"));
+}

@@ -1,9 +1,10 @@
-//! The six scenarios; each validates its arguments, checks its target, runs, and returns a
+//! The seven scenarios; each validates its arguments, checks its target, runs, and returns a
 //! [`Report`](crate::report::Report).
 
 pub mod churn;
 pub mod compare;
 pub mod fanout;
 pub mod idle;
+pub mod queue;
 pub mod soak;
 pub mod storm;
