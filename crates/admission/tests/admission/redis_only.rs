@@ -154,3 +154,120 @@ async fn a_seat_released_while_redis_is_away_is_given_back_when_it_returns() {
     );
     direct.cleanup().await;
 }
+
+async fn attach_place(
+    store: &RedisPermitStore,
+    user: &str,
+    session: u64,
+) -> roomgate_admission::WaitGuard {
+    let admission = store
+        .reserve_or_wait(request("r", user, 1, 600_000), 100)
+        .await
+        .unwrap();
+    let roomgate_admission::Admission::InLine(place) = admission else {
+        panic!("{user} got a seat in a full room");
+    };
+    match store
+        .attach(&place.ticket, SessionId(session))
+        .await
+        .unwrap()
+    {
+        roomgate_admission::Attached::Waiting(place) => place,
+        roomgate_admission::Attached::Seat(_) => panic!("a place's ticket joined a seat"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_waiters_of_a_node_that_stops_heartbeating_leave_the_line_with_its_lease() {
+    let prefix = format!("rgtest:{:016x}:", rand::random::<u64>());
+    let dead = RedisBackend::with_prefix(&prefix, NodeId(1)).await;
+    let survivor = RedisBackend::with_prefix(&prefix, NodeId(2)).await;
+    dead.permits.heartbeat().await.unwrap();
+    survivor.permits.heartbeat().await.unwrap();
+
+    let reservation = survivor
+        .permits
+        .reserve(request("r", "member", 1, 600_000))
+        .await
+        .unwrap();
+    let member = survivor
+        .permits
+        .confirm(&reservation.ticket, SessionId(1))
+        .await
+        .unwrap();
+    // Two waiters on the node that will die, then one on the survivor.
+    let a = attach_place(&dead.permits, "a", 10).await;
+    let b = attach_place(&dead.permits, "b", 11).await;
+    let c = attach_place(&survivor.permits, "c", 12).await;
+    // The member leaves: the seat is handed to the head, a waiter on the doomed node.
+    drop(member);
+    survivor.permits.flush_releases().await;
+    let counts = survivor.permits.counts(&room("r")).await.unwrap();
+    assert_eq!((counts.reserved, counts.joined, counts.waiting), (1, 0, 2));
+
+    // The node "dies" before its waiter looks: guards never dropped, lease not renewed.
+    std::mem::forget((a, b));
+    survivor.permits.advance_clock(Duration::from_secs(11));
+    survivor.permits.heartbeat().await.unwrap();
+    // The seat handed to its waiter and its other place go; the seat goes down the line.
+    assert_eq!(survivor.permits.reap_expired().await.unwrap(), 2);
+    let counts = survivor.permits.counts(&room("r")).await.unwrap();
+    assert_eq!((counts.reserved, counts.joined, counts.waiting), (1, 0, 0));
+    let roomgate_admission::PlaceStatus::Seat(seat) =
+        survivor.permits.check_place(&c).await.unwrap()
+    else {
+        panic!("the survivor's waiter did not get the seat");
+    };
+    c.seated(&seat);
+    drop(seat);
+    survivor.permits.flush_releases().await;
+    assert_eq!(
+        survivor.permits.counts(&room("r")).await.unwrap(),
+        Default::default()
+    );
+    dead.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seat_freed_on_one_node_wakes_the_waiter_on_another_at_once() {
+    let prefix = format!("rgtest:{:016x}:", rand::random::<u64>());
+    let node_a = RedisBackend::with_prefix(&prefix, NodeId(1)).await;
+    let node_b = RedisBackend::with_prefix(&prefix, NodeId(2)).await;
+    let reservation = node_b
+        .permits
+        .reserve(request("r", "member", 1, 600_000))
+        .await
+        .unwrap();
+    let member = node_b
+        .permits
+        .confirm(&reservation.ticket, SessionId(1))
+        .await
+        .unwrap();
+    let place = attach_place(&node_a.permits, "w", 2).await;
+    node_a.permits.line_subscribed().await;
+    // Let the wake-up for taking the place pass, so that only the hand-over can wake us.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut watch = node_a.permits.watch_line(&room("r"));
+
+    let started = std::time::Instant::now();
+    drop(member);
+    watch.changed().await;
+    let woken_after = started.elapsed();
+    assert!(
+        woken_after < roomgate_admission::LINE_RECHECK - Duration::from_millis(100),
+        "woken after {woken_after:?}: by the recheck timer, not the hand-over"
+    );
+    let roomgate_admission::PlaceStatus::Seat(seat) =
+        node_a.permits.check_place(&place).await.unwrap()
+    else {
+        panic!("woken, but no seat");
+    };
+    place.seated(&seat);
+    drop(seat);
+    node_a.permits.flush_releases().await;
+    assert_eq!(
+        node_b.permits.counts(&room("r")).await.unwrap(),
+        Default::default()
+    );
+    node_a.cleanup().await;
+}
