@@ -19,6 +19,8 @@ mod operations;
 mod processes;
 mod reservations;
 mod rooms;
+mod statements;
 mod storm;
+mod waiting;
 mod web_client;
 mod websocket;
