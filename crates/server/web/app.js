@@ -1,4 +1,4 @@
-// Roomgate web client: a single page that speaks the v1 wire contract.
+// Roomgate web client: a single page that speaks the v1.1 wire contract.
 //
 // Everything a user typed or another user sent is put on the page with
 // `textContent` / text nodes only, never parsed as HTML, so a chat message
@@ -30,6 +30,8 @@
     next: null,
     pagesLoaded: 1,
     reservation: null, // { view: ReservationView, title, capacity }
+    place: null, // { view: QueueView, title, capacity, position, etaMs }: a place in a full room's line
+    offerWait: null, // { id, title, capacity, password } of the full room the notice offers to wait for
     socket: null,
     connecting: false,
     joined: false,
@@ -108,8 +110,11 @@
   let noticeTimer = null;
 
   // kind: "error" (a refusal or a lost connection), "info" or "ok".
-  function notify(text, kind = "error", code = "") {
+  function notify(text, kind = "error", code = "", waitFor = null) {
     const box = $("notice");
+    // The offer to wait belongs to the refusal it follows, never to a later notice.
+    state.offerWait = waitFor;
+    $("wait-for-seat").hidden = !waitFor;
     $("notice-text").textContent = text;
     box.dataset.kind = kind;
     box.dataset.code = code;
@@ -122,6 +127,8 @@
 
   function clearNotice() {
     clearTimeout(noticeTimer);
+    state.offerWait = null;
+    $("wait-for-seat").hidden = true;
     $("notice").hidden = true;
     $("notice-text").textContent = "";
   }
@@ -230,8 +237,10 @@
         return `${room[0].toUpperCase()}${room.slice(1)} is still being created by someone else. Try again in ${waitWords(err.retryAfter)}.`;
       case "room_full":
         return ctx.capacity
-          ? `Sorry, this room is full: all ${plural(ctx.capacity, "seat is", "seats are")} taken or held. Try again later.`
-          : "Sorry, this room is full: every seat is taken or held. Try again later.";
+          ? `Sorry, this room is full: all ${plural(ctx.capacity, "seat is", "seats are")} taken or held. You can wait for a seat, or try again later.`
+          : "Sorry, this room is full: every seat is taken or held. You can wait for a seat, or try again later.";
+      case "queue_full":
+        return `The waiting line for ${room} is as long as this server allows. Try again later.`;
       case "already_joined":
         return `You are already in ${room} in another window or tab. Leave it there first.`;
       case "payload_too_large":
@@ -254,6 +263,7 @@
     const room = ctx.title ? quoted(ctx.title) : "the room";
     switch (code) {
       case CLOSE.left:
+        if (ctx.waiting) return [`You left the line for ${room}.`, "info"];
         return ctx.leaving
           ? [`You left ${room}.`, "info"]
           : [`The server ended your session in ${room}.`, "info"];
@@ -262,6 +272,7 @@
           ? ["Your connection stopped answering, so the server closed it. Join again to continue.", "error"]
           : ["The server is shutting down or restarting, so you were disconnected. Join again in a moment.", "error"];
       case ABNORMAL_CLOSURE:
+        if (ctx.waiting) return [`The connection was lost while you waited for ${room}, so your place was given up. Ask for a seat again.`, "error"];
         return [`The connection to ${room} was lost unexpectedly (a network problem, or the server went away). Join again to continue.`, "error"];
       case CLOSE.protocol_error:
         return ["Your browser sent something the server could not read, so it closed the connection. Join again to continue.", "error"];
@@ -274,10 +285,13 @@
       case CLOSE.too_slow:
         return ["Your connection fell too far behind the room, so the server closed it. Join again to catch up.", "error"];
       case CLOSE.invalid_ticket:
+        if (ctx.waiting) return ["The server no longer knows your place in line (it was given up or already used). Ask for a seat again.", "error"];
         return ["The server did not accept your entry ticket (unknown, already used or forged). Join the room again to get a new one.", "error"];
       case CLOSE.ticket_expired:
+        if (ctx.waiting) return ["Your place in line expired before the page could hold it. Ask for a seat again.", "error"];
         return ["Your held seat expired before you entered the room. Join again to get a new one.", "error"];
       case CLOSE.room_full:
+        if (ctx.waiting) return ["A seat came free for you, but the room turned out full when you entered. Ask for a seat again.", "error"];
         return ["Sorry, this room is full: the last seat was taken just before you could enter.", "error"];
       case CLOSE.join_failed:
         return ["The server could not record your arrival in the room (a database problem). Your seat was given back; try again in a moment.", "error"];
@@ -292,6 +306,7 @@
     let s = "signed-out";
     if (state.token) {
       if (state.joined) s = "joined";
+      else if (state.place) s = "waiting";
       else if (state.connecting) s = "connecting";
       else if (state.reservation) s = "holding";
       else s = "idle";
@@ -344,7 +359,8 @@
   }
 
   function signOut(message) {
-    if (state.socket) leaveRoom();
+    if (state.place) giveUpPlace({ quiet: true });
+    else if (state.socket) leaveRoom();
     dropReservationView();
     state.token = null;
     state.userId = null;
@@ -425,11 +441,13 @@
   // ---------------------------------------------------------------- room list
 
   function roomCounts(room) {
-    return `${room.attending} attending · ${room.reserved} reserved · ${plural(room.capacity, "seat", "seats")}`;
+    const line = room.waiting > 0 ? ` · ${room.waiting} waiting` : "";
+    return `${room.attending} attending · ${room.reserved} reserved · ${plural(room.capacity, "seat", "seats")}${line}`;
   }
 
+  // Whether a room has a seat for a newcomer: none while anyone waits (no barging).
   function isFull(room) {
-    return room.attending + room.reserved >= room.capacity;
+    return room.attending + room.reserved >= room.capacity || room.waiting > 0;
   }
 
   async function loadRooms({ more = false } = {}) {
@@ -495,16 +513,17 @@
     li.querySelector(".room-id").textContent = `#${room.id}`;
     const full = isFull(room);
     const here = state.room && state.room.id === room.id && (state.joined || state.connecting);
+    const inLine = !here && state.place && state.place.view.room_id === room.id;
     const badge = li.querySelector(".badge");
-    badge.textContent = here ? "you are here" : room.state === "pending" ? "being created" : full ? "full" : "open";
-    badge.dataset.kind = here ? "here" : room.state === "pending" ? "pending" : full ? "full" : "open";
+    badge.textContent = here ? "you are here" : inLine ? "you are waiting" : room.state === "pending" ? "being created" : full ? "full" : "open";
+    badge.dataset.kind = here ? "here" : inLine ? "waiting" : room.state === "pending" ? "pending" : full ? "full" : "open";
     li.querySelector(".counts").textContent = roomCounts(room);
     const cap = Math.max(1, room.capacity);
     li.querySelector(".bar-attending").style.width = `${Math.min(100, (room.attending / cap) * 100)}%`;
     li.querySelector(".bar-reserved").style.width = `${Math.min(100, (room.reserved / cap) * 100)}%`;
     const join = li.querySelector(".join");
-    join.disabled = !state.token || here;
-    join.textContent = here ? "Joined" : "Join";
+    join.disabled = !state.token || here || inLine;
+    join.textContent = here ? "Joined" : inLine ? "Waiting" : "Join";
     join.setAttribute("aria-label", here ? `You are in ${room.title}` : `Join ${room.title}${room.has_password ? " (password required)" : ""}`);
     li.classList.toggle("current", Boolean(here));
   }
@@ -628,7 +647,12 @@
         joinRoom(id, { ...fresh, has_password: true });
         return;
       }
-      showApiError(err, { room: listed.title, capacity: listed.capacity });
+      if (err.code === "room_full") {
+        notify(describeError(err, { room: listed.title, capacity: listed.capacity }), "error", err.code,
+          { id, title: listed.title, capacity: listed.capacity, password });
+      } else {
+        showApiError(err, { room: listed.title, capacity: listed.capacity });
+      }
       if (err.code === "room_not_found" || err.code === "room_full") loadRooms();
     }
   }
@@ -698,6 +722,119 @@
     loadRooms();
   }
 
+  // ---------------------------------------------------------------- the waiting line
+
+  // Asks for a seat with `"wait": true`: a seat at once if one freed meanwhile, otherwise a
+  // place in the line whose socket tells the position and becomes the session when a seat comes.
+  async function waitForSeat(room) {
+    if (!requireToken()) return;
+    // Already in this room's line: the page shows that place; asking again changes nothing.
+    if (state.place && state.place.view.room_id === room.id) return;
+    const body = room.password === undefined ? { wait: true } : { password: room.password, wait: true };
+    const button = $("wait-for-seat");
+    button.disabled = true;
+    try {
+      const { data } = await api("POST", `/rooms/${encodeURIComponent(room.id)}/reservations`, body);
+      await leaveIfInRoom(room.id);
+      clearNotice();
+      // 202 is a place; 200 may be a place already held, which is the one answer with a position.
+      if (data && typeof data.position === "number") {
+        takePlace(data, room);
+      } else {
+        holdSeat(data, room);
+        enterRoom();
+      }
+    } catch (err) {
+      showApiError(err, { room: room.title, capacity: room.capacity });
+      if (err.code === "room_not_found") loadRooms();
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  function takePlace(view, room) {
+    state.place = { view, title: room.title || view.room_id, capacity: room.capacity || 0, position: view.position, etaMs: null };
+    state.room = { ...room, id: view.room_id };
+    $("chat-placeholder").hidden = true;
+    $("room-view").hidden = true;
+    $("reservation").hidden = true;
+    $("waiting").hidden = false;
+    $("chat-title").textContent = state.place.title;
+    renderPlace();
+    const ws = new WebSocket(wsUrl(view.ws_url));
+    state.socket = ws;
+    state.joined = false;
+    state.leaving = false;
+    setConnection("waiting", "Waiting for a seat");
+    ws.addEventListener("message", (event) => {
+      if (ws !== state.socket) return;
+      let frame;
+      try {
+        frame = JSON.parse(event.data);
+      } catch (_) {
+        return;
+      }
+      onFrame(frame);
+    });
+    ws.addEventListener("close", (event) => onSocketClose(ws, event));
+    setBodyState();
+    renderRooms();
+    $("leave-line").focus();
+  }
+
+  function onWaiting(frame) {
+    const place = state.place;
+    if (!place) return;
+    place.position = frame.position;
+    place.etaMs = frame.eta_ms === undefined ? null : frame.eta_ms;
+    renderPlace();
+  }
+
+  function etaWords(ms) {
+    if (ms === null || ms === undefined) return "estimating…";
+    const seconds = Math.max(1, Math.round(ms / 1000));
+    if (seconds < 60) return `about ${plural(seconds, "second", "seconds")}`;
+    return `about ${plural(Math.round(seconds / 60), "minute", "minutes")}`;
+  }
+
+  function renderPlace() {
+    const place = state.place;
+    if (!place) return;
+    const ahead = place.position - 1;
+    $("waiting-position").textContent = `#${place.position}`;
+    $("waiting-eta").textContent = etaWords(place.etaMs);
+    $("waiting-text").textContent = ahead === 0
+      ? `${quoted(place.title)} is full. You are next in line: the next seat that frees is yours.`
+      : `${quoted(place.title)} is full. You are in line, with ${plural(ahead, "person", "people")} ahead of you.`;
+  }
+
+  function dropPlaceView() {
+    state.place = null;
+    $("waiting").hidden = true;
+    if (!state.joined) {
+      $("chat-placeholder").hidden = false;
+      $("chat-title").textContent = "Not in a room";
+      state.room = null;
+    }
+    setBodyState();
+    renderRooms();
+  }
+
+  // Gives the place up: closing its socket does it at once; the DELETE makes sure of it even
+  // when the socket had not opened yet (a 404 then only means it is already gone).
+  function giveUpPlace({ quiet = false } = {}) {
+    const place = state.place;
+    if (!place) return;
+    const ws = state.socket;
+    state.socket = null;
+    if (ws) ws.close(CLOSE.left);
+    dropPlaceView();
+    setConnection("none", "Not connected");
+    api("DELETE", `/rooms/${encodeURIComponent(place.view.room_id)}/reservations/me`).catch(() => {});
+    if (!quiet) notify(`You gave up your place in line for ${quoted(place.title)}.`, "info");
+    loadRooms();
+  }
+
   function wsUrl(path) {
     const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
     return `${scheme}//${window.location.host}${path}`;
@@ -747,6 +884,9 @@
       case "presence":
         onPresence(frame);
         break;
+      case "waiting":
+        onWaiting(frame);
+        break;
       case "error":
         notify(`The server did not accept that: ${frame.message || frame.code}.`, "error", frame.code || "invalid_message");
         break;
@@ -762,6 +902,9 @@
     state.room = frame.room || state.room;
     clearInterval(reservationTimer);
     state.reservation = null;
+    const waited = state.place;
+    state.place = null;
+    $("waiting").hidden = true;
     $("reservation").hidden = true;
     $("chat-placeholder").hidden = true;
     $("room-view").hidden = false;
@@ -775,7 +918,8 @@
       log.append(h("li", { class: "divider", "data-testid": "history-divider" }, "Earlier messages"));
       for (const m of history) appendMessage(m, { history: true });
     }
-    log.append(h("li", { class: "presence self", "data-testid": "presence" }, `You joined ${quoted(title)}.`));
+    log.append(h("li", { class: "presence self", "data-testid": "presence" },
+      waited ? `A seat came free: you joined ${quoted(title)}.` : `You joined ${quoted(title)}.`));
     scrollToEnd(true);
     renderMembers();
     renderOccupancy();
@@ -786,7 +930,7 @@
     if (state.rooms.has(state.room.id)) state.rooms.set(state.room.id, { ...state.room });
     renderRooms();
     loadRooms();
-    notify(`You are in ${quoted(title)}.`, "ok");
+    notify(waited ? `Your wait is over: you are in ${quoted(title)}.` : `You are in ${quoted(title)}.`, "ok");
     $("message-input").focus();
   }
 
@@ -917,6 +1061,11 @@
   // Leaves the current room (or drops the seat being entered) before moving to
   // another one; resolves once the old socket is closed or the grace time is over.
   function leaveIfInRoom(nextRoomId) {
+    if (state.place) {
+      // Waiting elsewhere (or here, asking again): the place is given up for the new seat.
+      giveUpPlace({ quiet: true });
+      return Promise.resolve(true);
+    }
     const ws = state.socket;
     if (!ws) {
       const old = state.reservation;
@@ -940,8 +1089,23 @@
   function onSocketClose(ws, event) {
     if (ws !== state.socket) return;
     const wasJoined = state.joined;
+    const place = state.place;
+    if (place) {
+      // A waiting socket that ended: its place is gone with it (the contract gives it up at once).
+      const [text, kind] = describeClose(event.code, event.reason, { title: place.title, waiting: true });
+      state.socket = null;
+      dropPlaceView();
+      setConnection("closed", `Disconnected (${event.code})`);
+      notify(text, kind, `close_${event.code}`);
+      loadRooms();
+      return;
+    }
     const title = (state.room && state.room.title) || (state.reservation && state.reservation.title) || "";
     const [text, kind] = describeClose(event.code, event.reason, { title, leaving: state.leaving });
+    // Turned away at the door because the last seat went just before: the line is the way in.
+    const offer = !wasJoined && event.code === CLOSE.room_full && state.room
+      ? { id: state.room.id, title, capacity: state.room.capacity || 0 }
+      : null;
     state.socket = null;
     state.connecting = false;
     state.joined = false;
@@ -971,7 +1135,7 @@
       $("leave").textContent = "Close";
     }
     state.leaving = false;
-    notify(text, kind, `close_${event.code}`);
+    notify(text, kind, `close_${event.code}`, offer);
     setBodyState();
     renderRooms();
     loadRooms();
@@ -992,6 +1156,11 @@
     $("create-form").addEventListener("submit", createRoom);
     $("enter-room").addEventListener("click", enterRoom);
     $("cancel-reservation").addEventListener("click", cancelReservation);
+    $("wait-for-seat").addEventListener("click", () => {
+      const room = state.offerWait;
+      if (room) waitForSeat(room);
+    });
+    $("leave-line").addEventListener("click", () => giveUpPlace());
     $("message-form").addEventListener("submit", sendMessage);
     $("leave").addEventListener("click", leaveRoom);
     $("password-dialog").addEventListener("close", onPasswordDialogClose);
@@ -1003,7 +1172,11 @@
     });
     window.addEventListener("pagehide", () => {
       const ws = state.socket;
-      if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: "leave" }));
+      if (ws && ws.readyState === WebSocket.OPEN) {
+        // A waiting socket gives its place up by closing; a member leaves.
+        if (state.place) ws.close(CLOSE.left);
+        else ws.send(JSON.stringify({ type: "leave" }));
+      }
     });
 
     setMessageFormEnabled(false);

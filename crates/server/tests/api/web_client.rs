@@ -4,8 +4,13 @@
 //! Three people, each in a browser of their own (own process, own fresh profile): alice
 //! creates a room with two seats and enters it, bob joins, they chat and each sees the
 //! other's words, and carol is turned away with the page saying in plain words that the
-//! room is full. Everything is done the way a person does it: typing into the fields and
-//! clicking the buttons; the assertions read what the page shows.
+//! room is full. She waits for a seat instead: the page shows her place and the estimate,
+//! she gives the place up and takes it again, and when bob leaves she is in the room
+//! without doing anything more. Everything is done the way a person does it: typing into
+//! the fields and clicking the buttons; the assertions read what the page shows.
+//!
+//! With `ROOMGATE_WEB_SCREENSHOTS=<folder>` set, each browser's page is saved there at the
+//! interesting moments, to look at.
 
 use std::{
     net::TcpListener,
@@ -43,7 +48,7 @@ const CHROMIUM_FLAGS: &[&str] = &[
 const UI_TIMEOUT: Duration = Duration::from_secs(15);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_people_chat_in_the_browser_and_a_third_is_told_the_room_is_full() -> Result<()> {
+async fn two_people_chat_in_the_browser_and_a_third_waits_for_a_seat() -> Result<()> {
     for tool in [CHROMIUM, CHROMEDRIVER] {
         assert!(
             Path::new(tool).exists(),
@@ -208,7 +213,149 @@ async fn scenario(address: &str, browsers: &[Browser]) -> Result<()> {
             person.name
         );
     }
+    carol.snapshot("1-room-full").await;
+
+    // The refusal offers the line; carol takes a place and the page shows it, live.
+    carol.click_id("wait-for-seat").await?;
+    carol.wait_for_state("waiting").await?;
+    carol
+        .wait_for_text("#waiting-position", "#1", "carol sees she is first in line")
+        .await?;
+    // No one has left the room yet, so the server has no rate to estimate from.
+    carol
+        .wait_for_text(
+            "#waiting-eta",
+            "estimating",
+            "carol is told the wait is being estimated",
+        )
+        .await?;
+    carol
+        .wait_for_text(
+            "#waiting-text",
+            "next in line",
+            "carol is told the next seat is hers",
+        )
+        .await?;
+    alice.click_id("refresh-rooms").await?;
+    alice
+        .wait_for_text(
+            &format!("[data-testid='occupancy-{room_id}']"),
+            "2 attending · 0 reserved · 2 seats · 1 waiting",
+            "alice sees someone waiting for her room",
+        )
+        .await?;
+    carol.snapshot("2-waiting").await;
+
+    // Giving the place up takes carol out of the line at once.
+    carol.click_id("leave-line").await?;
+    carol.wait_for_state("idle").await?;
+    carol
+        .wait_for_text(
+            "#notice-text",
+            "gave up your place",
+            "carol is told her place is given up",
+        )
+        .await?;
+    wait_for_waiting(address, room_id, 0).await?;
+
+    // She asks again: refused, offered the line, and in it.
+    carol
+        .click_css(&format!("[data-testid='join-{room_id}']"))
+        .await?;
+    carol
+        .wait_for_text(
+            "#notice[data-code='room_full'] #notice-text",
+            "wait for a seat",
+            "carol is offered the line again",
+        )
+        .await?;
+    carol.click_id("wait-for-seat").await?;
+    carol.wait_for_state("waiting").await?;
+    carol
+        .wait_for_text("#waiting-position", "#1", "carol is first in line again")
+        .await?;
+    wait_for_waiting(address, room_id, 1).await?;
+
+    // bob leaves; his seat goes to carol over the socket she waits on, with no click of hers.
+    bob.click_id("leave").await?;
+    bob.wait_for_state("idle").await?;
+    carol.wait_for_state("joined").await?;
+    carol
+        .wait_for_text(
+            "#chat-title",
+            room_title,
+            "carol is in the room she waited for",
+        )
+        .await?;
+    carol
+        .wait_for_text(
+            "[data-testid='presence']",
+            "A seat came free",
+            "carol is told her wait is over",
+        )
+        .await?;
+    alice
+        .wait_for_text(
+            "[data-testid='presence']",
+            "carol joined the room.",
+            "alice is told that carol arrived",
+        )
+        .await?;
+    for person in [alice, carol] {
+        let deadline = Instant::now() + UI_TIMEOUT;
+        loop {
+            let members = person
+                .eval(
+                    "return Array.from(document.querySelectorAll(\"[data-testid='member']\"))\
+                     .map(e => e.dataset.user).sort()",
+                )
+                .await?;
+            if members == json!(["alice", "carol"]) {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{} sees members {members}, not alice and carol",
+                    person.name
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    // The room holds two members and no one waits.
+    wait_for_waiting(address, room_id, 0).await?;
+    carol.say("Thanks for the seat!").await?;
+    alice
+        .wait_for_text(
+            "[data-testid='message'][data-user='carol'] [data-testid='message-body']",
+            "Thanks for the seat!",
+            "alice sees carol's message",
+        )
+        .await?;
+    carol.snapshot("3-seated").await;
+    alice.snapshot("3-seated").await;
     Ok(())
+}
+
+/// Waits until the server's `GET /api/v1/rooms/{id}` shows `waiting` people in the room's line.
+async fn wait_for_waiting(address: &str, room_id: &str, waiting: u64) -> Result<()> {
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + UI_TIMEOUT;
+    loop {
+        let room: Value = http
+            .get(format!("{address}/api/v1/rooms/{room_id}"))
+            .send()
+            .await?
+            .json()
+            .await?;
+        if room["waiting"] == json!(waiting) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("the room never showed {waiting} waiting: {room}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// ChromeDriver on a free loopback port; it starts a Chromium per session.
@@ -344,7 +491,7 @@ impl Browser {
         Ok(self.client.execute(script, vec![]).await?)
     }
 
-    /// `body[data-state]`: signed-out, idle, holding, connecting or joined.
+    /// `body[data-state]`: signed-out, idle, holding, waiting, connecting or joined.
     async fn state(&self) -> Result<String> {
         let value = self.eval("return document.body.dataset.state").await?;
         Ok(value.as_str().unwrap_or_default().to_owned())
@@ -411,6 +558,18 @@ impl Browser {
             .ok()
             .and_then(|v| v.as_str().map(str::to_owned))
             .unwrap_or_else(|| "the page could not be read".to_owned())
+    }
+
+    /// Saves the page as `<ROOMGATE_WEB_SCREENSHOTS>/<name>-<moment>.png` when that variable
+    /// names a folder; otherwise does nothing.
+    async fn snapshot(&self, moment: &str) {
+        let Some(folder) = std::env::var_os("ROOMGATE_WEB_SCREENSHOTS") else {
+            return;
+        };
+        if let Ok(png) = self.client.screenshot().await {
+            let path = Path::new(&folder).join(format!("{}-{moment}.png", self.name));
+            let _ = std::fs::write(path, png);
+        }
     }
 
     async fn save_screenshot(&self) {
