@@ -15,6 +15,7 @@ mod events;
 mod failures;
 mod faults;
 mod multinode;
+mod multinode_line;
 mod operations;
 mod processes;
 mod reservations;

@@ -112,7 +112,7 @@ pub async fn join(reserve_on: &Process, confirm_on: &Process, user: &str, room: 
 }
 
 /// Waits (bounded) until `room` as read on `node` satisfies `done`.
-async fn wait_for_room(
+pub async fn wait_for_room(
     node: &Process,
     room: &str,
     what: &str,
