@@ -785,9 +785,13 @@
   function onWaiting(frame) {
     const place = state.place;
     if (!place) return;
+    const first = !place.told;
+    place.told = true;
     place.position = frame.position;
     place.etaMs = frame.eta_ms === undefined ? null : frame.eta_ms;
     renderPlace();
+    // The place is held now: the room list's line count includes it.
+    if (first) loadRooms();
   }
 
   function etaWords(ms) {
