@@ -77,7 +77,9 @@ impl ErrorCode {
             Self::WrongPassword => 403,
             Self::RoomNotFound | Self::ReservationNotFound | Self::NotFound => 404,
             Self::MethodNotAllowed => 405,
-            Self::RoomExists | Self::RoomPending | Self::RoomFull
+            Self::RoomExists
+            | Self::RoomPending
+            | Self::RoomFull
             | Self::AlreadyJoined
             | Self::QueueFull => 409,
             Self::PayloadTooLarge => 413,

@@ -615,10 +615,26 @@ mod tests {
         assert_eq!(step.next, waiting(&t, 100, Some(s)));
         let other = Ticket::generate();
         for (state, event, refusal) in [
-            (waiting(&t, 100, None), attach(&other, 10), AdmissionError::InvalidTicket),
-            (waiting(&t, 100, None), attach(&t, 100), AdmissionError::TicketExpired),
-            (waiting(&t, 100, Some(s)), attach(&t, 10), AdmissionError::InvalidTicket),
-            (reserved(&t, 100), attach(&t, 10), AdmissionError::InvalidTicket),
+            (
+                waiting(&t, 100, None),
+                attach(&other, 10),
+                AdmissionError::InvalidTicket,
+            ),
+            (
+                waiting(&t, 100, None),
+                attach(&t, 100),
+                AdmissionError::TicketExpired,
+            ),
+            (
+                waiting(&t, 100, Some(s)),
+                attach(&t, 10),
+                AdmissionError::InvalidTicket,
+            ),
+            (
+                reserved(&t, 100),
+                attach(&t, 10),
+                AdmissionError::InvalidTicket,
+            ),
         ] {
             assert_eq!(seat_step(&key(), &state, event).unwrap_err(), refusal);
         }
@@ -651,16 +667,25 @@ mod tests {
         let s = SessionId(3);
         let leave = |session| SeatEvent::LeaveLine { session };
         let gone = |state: &SeatState, event| seat_step(&key(), state, event).map(|t| t.next);
-        assert_eq!(gone(&waiting(&t, 100, Some(s)), leave(s)), Ok(SeatState::Gone));
+        assert_eq!(
+            gone(&waiting(&t, 100, Some(s)), leave(s)),
+            Ok(SeatState::Gone)
+        );
         assert!(gone(&waiting(&t, 100, Some(s)), leave(SessionId(4))).is_err());
         assert!(gone(&waiting(&t, 100, None), leave(s)).is_err());
         // Leaving the line never ends a joined seat of the same session.
         assert!(gone(&SeatState::Joined { session: s }, leave(s)).is_err());
-        assert_eq!(gone(&waiting(&t, 100, Some(s)), SeatEvent::Cancel), Ok(SeatState::Gone));
+        assert_eq!(
+            gone(&waiting(&t, 100, Some(s)), SeatEvent::Cancel),
+            Ok(SeatState::Gone)
+        );
         let expire = |now| SeatEvent::Expire {
             now: Timestamp(now),
         };
-        assert_eq!(gone(&waiting(&t, 100, None), expire(100)), Ok(SeatState::Gone));
+        assert_eq!(
+            gone(&waiting(&t, 100, None), expire(100)),
+            Ok(SeatState::Gone)
+        );
         assert!(gone(&waiting(&t, 100, None), expire(99)).is_err());
         // An attached place lives as long as its socket, whatever the clock says.
         assert!(gone(&waiting(&t, 100, Some(s)), expire(1_000)).is_err());

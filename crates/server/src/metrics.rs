@@ -146,10 +146,7 @@ impl Metrics {
             "roomgate_ws_sessions",
             "WebSocket sessions currently joined to a room.",
         )?;
-        let waiting = IntGauge::new(
-            "roomgate_waiting",
-            "People in the rooms' waiting lines.",
-        )?;
+        let waiting = IntGauge::new("roomgate_waiting", "People in the rooms' waiting lines.")?;
         let queue_wait = Histogram::with_opts(
             HistogramOpts::new(
                 "roomgate_queue_wait_seconds",

@@ -176,7 +176,10 @@ async fn take_seat(
         Admission::Seat(reservation) => {
             let view = views::reservation(&reservation);
             if reservation.fresh {
-                (ReservationOutcome::Created, HttpResponse::Created().json(view))
+                (
+                    ReservationOutcome::Created,
+                    HttpResponse::Created().json(view),
+                )
             } else {
                 (ReservationOutcome::Existing, HttpResponse::Ok().json(view))
             }
@@ -184,9 +187,15 @@ async fn take_seat(
         Admission::InLine(place) => {
             let view = views::place(&place);
             if place.fresh {
-                (ReservationOutcome::Queued, HttpResponse::Accepted().json(view))
+                (
+                    ReservationOutcome::Queued,
+                    HttpResponse::Accepted().json(view),
+                )
             } else {
-                (ReservationOutcome::ExistingPlace, HttpResponse::Ok().json(view))
+                (
+                    ReservationOutcome::ExistingPlace,
+                    HttpResponse::Ok().json(view),
+                )
             }
         }
     })
