@@ -42,9 +42,6 @@ struct Seats {
     /// Places in line, first come first; each user here is `SeatState::Waiting` in `by_user`.
     line: VecDeque<LinePlace>,
     departures: Departures,
-    /// Tickets of unopened places given up when a seat was handed past them (expired heads),
-    /// until the reaper tells the registry to remember them as expired.
-    given_up: Vec<Ticket>,
 }
 
 /// One place in line: who, when it was taken, and how long a seat handed to it is held for its
@@ -118,6 +115,10 @@ pub(crate) struct RoomPool {
     idle_since: Mutex<Option<Timestamp>>,
     /// Wakes the room's waiting sockets when the line moves.
     line_signal: LineSignal,
+    /// Tickets of unopened places given up when a seat was handed past them (expired heads),
+    /// until the reaper tells the registry to remember them as expired. Rarely touched, so kept
+    /// out of the seats a cycle works on; locked only after them.
+    given_up: Mutex<Vec<Ticket>>,
 }
 
 impl RoomPool {
@@ -136,10 +137,10 @@ impl RoomPool {
                 joined: 0,
                 line: VecDeque::new(),
                 departures: Departures::new(now),
-                given_up: Vec::new(),
             }),
             idle_since: Mutex::new(None),
             line_signal: LineSignal::default(),
+            given_up: Mutex::new(Vec::new()),
         }
     }
 
@@ -179,7 +180,7 @@ impl RoomPool {
             // here, as the reaper would, and the next in line is looked at.
             if seat_step(&key, state, SeatEvent::Expire { now }).is_ok() {
                 if let Some(SeatState::Waiting { ticket, .. }) = seats.by_user.remove(&key.user) {
-                    seats.given_up.push(ticket);
+                    self.given_up.lock().push(ticket);
                 }
                 continue;
             }
@@ -354,8 +355,9 @@ impl RoomPool {
         let Some(state) = seats.by_user.get_mut(&key.user) else {
             // A place given up as expired when a seat was handed past it: say so, as the
             // reaper's expiry would.
-            if let Some(index) = seats.given_up.iter().position(|old| old == ticket) {
-                seats.given_up.swap_remove(index);
+            let mut given_up = self.given_up.lock();
+            if let Some(index) = given_up.iter().position(|old| old == ticket) {
+                given_up.swap_remove(index);
                 return Ok(AttachedTo::Expired);
             }
             return Err(AdmissionError::InvalidTicket);
@@ -558,7 +560,7 @@ impl RoomPool {
 
     /// The tickets of places given up since the last call when a seat was handed past them.
     pub(crate) fn take_given_up(&self) -> Vec<Ticket> {
-        std::mem::take(&mut self.seats().given_up)
+        std::mem::take(&mut *self.given_up.lock())
     }
 
     /// Retires the pool once the reaper has found it empty on passes at least `idle_ttl_ms`
