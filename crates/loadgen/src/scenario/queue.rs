@@ -432,6 +432,18 @@ async fn wait_in_line(
     }
 }
 
+/// The refusal's label; for one the contract does not name, its status and code, so that a
+/// report says what the server answered.
+fn outcome_label(refusal: &api::Refusal) -> String {
+    match refusal {
+        api::Refusal::Other { status, code } => format!(
+            "http_{status}_{}",
+            code.map_or("no_code", roomgate_api::ErrorCode::as_str)
+        ),
+        other => other.label().to_owned(),
+    }
+}
+
 /// An exponentially distributed stay of mean `mean`, cut at [`MAX_STAY_MEANS`] means.
 fn stay(mean: Duration) -> Duration {
     let uniform: f64 = rand::rng().random_range(f64::MIN_POSITIVE..1.0);
@@ -478,7 +490,7 @@ async fn person(shared: Arc<Shared>, person: usize, initial_member: bool) -> Per
         let admitted = match shared.api.reserve_or_wait(&token, &room_id).await {
             Ok(admitted) => admitted,
             Err(refusal) => {
-                stats.outcomes.add(refusal.label(), 1);
+                stats.outcomes.add(&outcome_label(&refusal), 1);
                 let pause = refusal
                     .retry_after()
                     .unwrap_or_else(|| common::jittered(shared.backoff));
@@ -910,6 +922,161 @@ impl QueueResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One room of capacity 1 with people 0..4 (0 the initial member), nothing sent anywhere.
+    fn one_room(order_grace: Duration) -> Shared {
+        let target = crate::target::Target::parse("http://127.0.0.1:1", true, false).unwrap();
+        let users: Vec<String> = (0..4).map(|i| format!("u{i}")).collect();
+        Shared {
+            api: Api::new(target).unwrap(),
+            check: Arc::new(AdmissionCheck::new([("r".to_owned(), 1)])),
+            lines: vec![Mutex::new(RoomLine {
+                free: VecDeque::from([None]),
+                waiting: HashMap::new(),
+                suspects: Vec::new(),
+            })],
+            tokens: users.clone(),
+            users,
+            capacity: 1,
+            people_per_room: 4,
+            stay: Duration::from_millis(1),
+            backoff: Duration::from_millis(1),
+            order_grace,
+            deadline: Instant::now() + Duration::from_secs(60),
+            stopping: AtomicBool::new(false),
+            filled: AtomicU64::new(0),
+            handovers: AtomicU64::new(0),
+            order: Mutex::new(OrderFindings::default()),
+        }
+    }
+
+    fn joined(members: &[&str]) -> JoinedFrame {
+        JoinedFrame {
+            room: RoomView {
+                id: "r".into(),
+                title: "r".into(),
+                capacity: 1,
+                attending: 1,
+                reserved: 0,
+                waiting: 0,
+                has_password: false,
+                state: roomgate_api::RoomState::Open,
+                created_at: "2026-01-01T00:00:00.000Z".into(),
+            },
+            members: members.iter().map(|m| (*m).to_owned()).collect(),
+            history: Vec::new(),
+        }
+    }
+
+    /// Person 1 takes a place, then person 2 (whose request is sent after 1's 202).
+    fn two_in_line(shared: &Shared) -> Instant {
+        shared.placed(
+            1,
+            Place {
+                placed: Instant::now(),
+            },
+        );
+        std::thread::sleep(Duration::from_millis(2));
+        let requested = Instant::now();
+        shared.placed(
+            2,
+            Place {
+                placed: Instant::now(),
+            },
+        );
+        requested
+    }
+
+    #[test]
+    fn seats_in_the_order_of_places_are_no_inversion_and_pair_with_the_freed_seat() {
+        let shared = one_room(Duration::ZERO);
+        let first = Instant::now();
+        let _ = two_in_line(&shared);
+        shared.freed(0);
+        let latency = shared.admitted(1, first, &joined(&["u1"]), true);
+        assert!(latency.is_some(), "the seat freed by the leave is paired");
+        shared.freed(0);
+        assert!(shared.admitted(2, first, &joined(&["u2"]), true).is_some());
+        shared.expire_suspects(true);
+        let order = lock(&shared.order).clone();
+        assert_eq!(order.inversions, 0, "{order:?}");
+        assert_eq!(order.admissions_checked, 2);
+    }
+
+    #[test]
+    fn a_later_place_seated_while_an_earlier_one_waits_is_an_inversion() {
+        let shared = one_room(Duration::ZERO);
+        let requested = two_in_line(&shared);
+        // 2 is seated first, and 1 is neither seated nor among the members.
+        let _ = shared.admitted(2, requested, &joined(&["u2"]), true);
+        std::thread::sleep(Duration::from_millis(2));
+        shared.expire_suspects(false);
+        let order = lock(&shared.order).clone();
+        assert_eq!(order.inversions, 1, "{order:?}");
+        assert!(
+            order.described[0].contains("u2 was seated while u1"),
+            "{order:?}"
+        );
+    }
+
+    #[test]
+    fn an_earlier_place_already_among_the_members_or_seated_within_the_grace_is_fine() {
+        let shared = one_room(Duration::ZERO);
+        let requested = two_in_line(&shared);
+        // 1's own frame is not processed yet, but the server lists it as a member.
+        let _ = shared.admitted(2, requested, &joined(&["u1", "u2"]), true);
+        shared.expire_suspects(true);
+        assert_eq!(lock(&shared.order).inversions, 0);
+
+        let shared = one_room(Duration::from_secs(5));
+        let requested = two_in_line(&shared);
+        let _ = shared.admitted(2, requested, &joined(&["u2"]), true);
+        let _ = shared.admitted(1, requested, &joined(&["u1", "u2"]), true);
+        shared.expire_suspects(true);
+        let order = lock(&shared.order).clone();
+        assert_eq!(order.inversions, 0, "{order:?}");
+        assert_eq!(order.reordered_within_grace, 1);
+    }
+
+    #[test]
+    fn a_direct_seat_while_someone_waits_is_barging() {
+        let shared = one_room(Duration::ZERO);
+        shared.placed(
+            1,
+            Place {
+                placed: Instant::now(),
+            },
+        );
+        std::thread::sleep(Duration::from_millis(2));
+        let _ = shared.admitted(3, Instant::now(), &joined(&["u3"]), false);
+        std::thread::sleep(Duration::from_millis(2));
+        shared.expire_suspects(false);
+        assert_eq!(lock(&shared.order).inversions, 1);
+    }
+
+    #[test]
+    fn overlapping_requests_and_places_given_up_while_stopping_are_not_ordered() {
+        let shared = one_room(Duration::ZERO);
+        // 2's request went out before 1's 202 arrived: the two are not ordered.
+        let requested = Instant::now();
+        shared.placed(
+            1,
+            Place {
+                placed: Instant::now(),
+            },
+        );
+        shared.placed(
+            2,
+            Place {
+                placed: Instant::now(),
+            },
+        );
+        let _ = shared.admitted(2, requested, &joined(&["u2"]), true);
+        shared.stopping.store(true, Ordering::Release);
+        shared.place_gone(1);
+        shared.expire_suspects(true);
+        assert_eq!(lock(&shared.order).inversions, 0);
+    }
 
     #[test]
     fn stays_are_exponential_and_bounded() {
