@@ -923,7 +923,8 @@ impl QueueResult {
 mod tests {
     use super::*;
 
-    /// One room of capacity 1 with people 0..4 (0 the initial member), nothing sent anywhere.
+    /// One room of capacity 1 with people 0..4, its one seat taken by person 0 already;
+    /// nothing is sent anywhere.
     fn one_room(order_grace: Duration) -> Shared {
         let target = crate::target::Target::parse("http://127.0.0.1:1", true, false).unwrap();
         let users: Vec<String> = (0..4).map(|i| format!("u{i}")).collect();
@@ -931,7 +932,7 @@ mod tests {
             api: Api::new(target).unwrap(),
             check: Arc::new(AdmissionCheck::new([("r".to_owned(), 1)])),
             lines: vec![Mutex::new(RoomLine {
-                free: VecDeque::from([None]),
+                free: VecDeque::new(),
                 waiting: HashMap::new(),
                 suspects: Vec::new(),
             })],
