@@ -92,6 +92,15 @@ pub(crate) enum PlaceNow {
     Gone,
 }
 
+/// The tickets of what one reaper pass took from a pool.
+pub(crate) struct Expired {
+    /// Reservations past their TTL. A seat handed to an attached place is a reservation on a
+    /// ticket its waiting socket already used.
+    pub(crate) reservations: Vec<Ticket>,
+    /// Places whose socket never opened, past their TTL.
+    pub(crate) places: Vec<Ticket>,
+}
+
 /// The outcome of a reservation attempt that was not refused.
 pub(crate) struct Reserved {
     pub(crate) ticket: Ticket,
@@ -353,16 +362,9 @@ impl RoomPool {
         let mut guard = self.seats();
         let seats = &mut *guard;
         let Some(state) = seats.by_user.get_mut(&key.user) else {
-            // A place given up as expired when a seat was handed past it: say so, as the
-            // reaper's expiry would.
-            let mut given_up = self.given_up.lock();
-            if let Some(index) = given_up.iter().position(|old| old == ticket) {
-                given_up.swap_remove(index);
-                return Ok(AttachedTo::Expired);
-            }
-            return Err(AdmissionError::InvalidTicket);
+            return self.given_up_or_invalid(ticket);
         };
-        if state.is_waiting() && !places {
+        if !places && matches!(state, SeatState::Waiting { ticket: held, .. } if held == ticket) {
             return Ok(AttachedTo::NotASeat);
         }
         let event = if state.is_waiting() {
@@ -407,8 +409,21 @@ impl RoomPool {
                 }
                 Ok(AttachedTo::Expired)
             }
+            // Not the ticket of the user's seat or place now: perhaps that of an older place.
+            Err(AdmissionError::InvalidTicket) => self.given_up_or_invalid(ticket),
             Err(other) => Err(other),
         }
+    }
+
+    /// A place given up as expired when a seat was handed past it: say so, as the reaper's
+    /// expiry would, whatever its user holds now.
+    fn given_up_or_invalid(&self, ticket: &Ticket) -> Result<AttachedTo, AdmissionError> {
+        let mut given_up = self.given_up.lock();
+        if let Some(index) = given_up.iter().position(|old| old == ticket) {
+            given_up.swap_remove(index);
+            return Ok(AttachedTo::Expired);
+        }
+        Err(AdmissionError::InvalidTicket)
     }
 
     /// Where the place of `key`, attached to `session`, stands; a seat handed to it is joined
@@ -526,11 +541,12 @@ impl RoomPool {
 
     /// Removes reservations and unopened places past their TTL, returning their tickets. Each
     /// seat freed so goes to the head of the line, if anyone waits.
-    pub(crate) fn reap_expired(&self, now: Timestamp) -> Vec<Ticket> {
+    pub(crate) fn reap_expired(&self, now: Timestamp) -> Expired {
         let mut expired = Vec::new();
         let mut guard = self.seats();
         let seats = &mut *guard;
         let mut gone_places = Vec::new();
+        let mut expired_places = Vec::new();
         let room = &self.room;
         seats.by_user.retain(|user, state| {
             let key = UserRoomKey::new(user.clone(), room.clone());
@@ -540,7 +556,7 @@ impl RoomPool {
                     false
                 }
                 (Ok(_), SeatState::Waiting { ticket, .. }) => {
-                    expired.push(ticket.clone());
+                    expired_places.push(ticket.clone());
                     gone_places.push(user.clone());
                     false
                 }
@@ -550,12 +566,14 @@ impl RoomPool {
         for user in &gone_places {
             self.leave_line_at(seats, user);
         }
-        let freed = expired.len() - gone_places.len();
-        for _ in 0..freed {
+        for _ in 0..expired.len() {
             seats.reserved -= 1;
             self.seat_freed(seats, now);
         }
-        expired
+        Expired {
+            reservations: expired,
+            places: expired_places,
+        }
     }
 
     /// The tickets of places given up since the last call when a seat was handed past them.

@@ -197,7 +197,12 @@ impl SemaphoreRegistry {
             return Ok(match outcome? {
                 Taken::Seat(reserved) => {
                     if reserved.fresh {
-                        self.index_ticket(&reserved.ticket, reserved.replaced, &key, pool, now);
+                        // The replaced ticket may have been used already, by the waiting socket
+                        // of a place whose handed-over seat then expired.
+                        if let Some(old) = reserved.replaced {
+                            self.expire_if_live(old, now);
+                        }
+                        self.index_ticket(&reserved.ticket, None, &key, pool, now);
                     }
                     Admission::Seat(Reservation {
                         room: key.room,
@@ -312,13 +317,15 @@ impl SemaphoreRegistry {
             Ok(AttachedTo::NotASeat) => {
                 // A place's ticket shown to `confirm` stays usable for `attach`. (Only then: a
                 // ticket refused for any other reason is used up, and putting it back would
-                // keep it, and its pool, forever.)
+                // keep it, and its pool, forever. Nor does it replace the expiry a reaper pass
+                // recorded meanwhile.)
                 let entry = TicketEntry::Live { key, pool };
                 self.inner
                     .tickets
                     .shard(ticket)
                     .lock()
-                    .insert(ticket.clone(), entry);
+                    .entry(ticket.clone())
+                    .or_insert(entry);
                 Err(AdmissionError::InvalidTicket)
             }
             Err(refusal) => Err(refusal),
@@ -418,14 +425,16 @@ impl SemaphoreRegistry {
         let idle_ttl = ttl_millis(self.inner.settings.idle_pool_ttl);
         let mut report = RegistryReap::default();
         let mut expired_tickets = Vec::new();
+        let mut expired_reservations = Vec::new();
 
         for shard in self.inner.pools.shards() {
             // The shard stays locked while its pools are examined, so that `pool_for` cannot
             // hand out a pool that is being retired.
             shard.lock().retain(|_, pool| {
                 let expired = pool.reap_expired(now);
-                report.reservations += expired.len();
-                expired_tickets.extend(expired);
+                report.reservations += expired.reservations.len() + expired.places.len();
+                expired_reservations.extend(expired.reservations);
+                expired_tickets.extend(expired.places);
                 expired_tickets.extend(pool.take_given_up());
                 let retire = pool.retire_if_idle(now, idle_ttl);
                 report.pools_evicted += usize::from(retire);
@@ -434,6 +443,9 @@ impl SemaphoreRegistry {
         }
         for ticket in expired_tickets {
             self.remember_expired(ticket, now);
+        }
+        for ticket in expired_reservations {
+            self.expire_if_live(ticket, now);
         }
         for shard in self.inner.tickets.shards() {
             shard.lock().retain(|_, entry| match entry {
@@ -445,6 +457,17 @@ impl SemaphoreRegistry {
             });
         }
         report
+    }
+
+    /// Remembers a reservation's ticket as expired unless it was used: a seat handed to an
+    /// attached place holds a ticket its waiting socket used, and a used ticket stays unknown.
+    /// (A reservation's ticket is only ever out of the index while presented, and then
+    /// `present` itself records the outcome.)
+    fn expire_if_live(&self, ticket: Ticket, now: Timestamp) {
+        let forget_at = now.plus_millis(ttl_millis(self.inner.settings.expired_ticket_memory));
+        if let Some(entry) = self.inner.tickets.shard(&ticket).lock().get_mut(&ticket) {
+            *entry = TicketEntry::Expired { forget_at };
+        }
     }
 
     fn remember_expired(&self, ticket: Ticket, now: Timestamp) {
