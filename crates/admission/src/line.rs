@@ -215,12 +215,18 @@ pub(crate) struct Departures {
 const GAP_WEIGHT: f64 = 0.2;
 
 impl Departures {
-    /// Gaps are measured from `since` (the pool's creation) for the first departure.
+    /// Gaps are measured from `since` (the pool's creation) until a line forms.
     pub(crate) fn new(since: Timestamp) -> Self {
         Self {
             last: since,
             mean_gap_ms: None,
         }
+    }
+
+    /// A line formed in a room where none was: the next gap is measured from now, since
+    /// departures are only timed while someone waits. The mean learned from earlier lines stays.
+    pub(crate) fn line_formed(&mut self, now: Timestamp) {
+        self.last = now;
     }
 
     pub(crate) fn record(&mut self, now: Timestamp) {

@@ -178,7 +178,16 @@ impl RoomPool {
 
     /// A seat's permit was let go (the seat is already out of `by_user` and its count). With
     /// the seats locked: hands the permit to the head of the line, or returns it to the pool.
-    fn seat_freed(&self, seats: &mut Seats, now: Timestamp) {
+    ///
+    /// The clock is read only when someone waits, so a release in a room without a line costs
+    /// what it did before there were lines. For the same reason departures are timed only
+    /// while someone waits: those are the gaps a waiter's estimate is about.
+    fn seat_freed(&self, seats: &mut Seats, now: impl FnOnce() -> Timestamp) {
+        if seats.line.is_empty() {
+            self.return_permits(1);
+            return;
+        }
+        let now = now();
         seats.departures.record(now);
         while let Some(head) = seats.line.pop_front() {
             let key = UserRoomKey::new(head.user, self.room.clone());
@@ -332,6 +341,9 @@ impl RoomPool {
             }
         }
         if joins_line {
+            if seats.line.is_empty() {
+                seats.departures.line_formed(now);
+            }
             seats.line.push_back(LinePlace {
                 user: key.user.clone(),
                 taken_at: now,
@@ -404,7 +416,7 @@ impl RoomPool {
                         self.leave_line_at(seats, &key.user);
                     } else {
                         seats.reserved -= 1;
-                        self.seat_freed(seats, now);
+                        self.seat_freed(seats, || now);
                     }
                 }
                 Ok(AttachedTo::Expired)
@@ -504,7 +516,7 @@ impl RoomPool {
         match current {
             SeatState::Reserved { ticket, .. } => {
                 seats.reserved -= 1;
-                self.seat_freed(seats, now);
+                self.seat_freed(seats, || now);
                 Ok(Some(ticket))
             }
             SeatState::Waiting { ticket, .. } => {
@@ -517,7 +529,6 @@ impl RoomPool {
 
     /// Ends the joined seat of `key` if `session` still holds it.
     pub(crate) fn release(&self, key: &UserRoomKey, session: SessionId) {
-        let now = self.clock.now();
         let mut guard = self.seats();
         let seats = &mut *guard;
         let Entry::Occupied(seat) = seats.by_user.entry(key.user.clone()) else {
@@ -526,7 +537,7 @@ impl RoomPool {
         if seat_step(key, seat.get(), SeatEvent::Disconnect { session }).is_ok() {
             seat.remove();
             seats.joined -= 1;
-            self.seat_freed(seats, now);
+            self.seat_freed(seats, || self.clock.now());
         }
     }
 
@@ -568,7 +579,7 @@ impl RoomPool {
         }
         for _ in 0..expired.len() {
             seats.reserved -= 1;
-            self.seat_freed(seats, now);
+            self.seat_freed(seats, || now);
         }
         Expired {
             reservations: expired,
