@@ -1,7 +1,8 @@
 //! `queue`: full rooms with a waiting line (contract v1.1, "Waiting line").
 //!
 //! Each of R rooms of capacity C has C + W people of its own. The first C reserve a seat and
-//! join; once every room is full, the other W ask with `"wait": true`, get a place (202), open
+//! join, a few dozen at a time and before the clock starts; once every room is full, everyone
+//! starts: the other W ask with `"wait": true`, get a place (202), open
 //! the place's WebSocket and read its `waiting` frames until `joined` arrives on the same
 //! socket. Everyone who holds a seat behaves alike: stays an exponentially distributed time
 //! (mean `--stay`), reading its frames, then sends `leave` and asks again with `"wait": true`,
@@ -53,8 +54,13 @@ use crate::report::{self, Chart, Report, Table};
 
 /// At most this many inversions and idle seats are described; all are counted.
 const MAX_DESCRIBED: usize = 20;
-/// How long waiters wait for every room to be full before they take places anyway.
-const FILL_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long filling the rooms may take before the run goes on with the rooms as they are.
+const FILL_TIMEOUT: Duration = Duration::from_secs(60);
+/// Initial members reserving and joining at once while the rooms fill: a database takes
+/// thousands of joins at once badly, and the fill is not what is measured.
+const FILL_CONCURRENCY: usize = 32;
+/// The longest pause between two tries of one person.
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// A stay is drawn from an exponential distribution cut at this many means, so that one
 /// unlucky draw does not hold a seat for the whole run.
 const MAX_STAY_MEANS: f64 = 10.0;
@@ -153,7 +159,6 @@ struct Shared {
     lines: Vec<Mutex<RoomLine>>,
     users: Vec<String>,
     tokens: Vec<String>,
-    capacity: u32,
     people_per_room: u32,
     stay: Duration,
     backoff: Duration,
@@ -161,8 +166,6 @@ struct Shared {
     deadline: Instant,
     /// Set at the deadline: from then on places are given up, so the line is no longer checked.
     stopping: AtomicBool,
-    /// Initial members seated; waiters start once every room is full.
-    filled: AtomicU64,
     handovers: AtomicU64,
     order: Mutex<OrderFindings>,
 }
@@ -432,6 +435,12 @@ async fn wait_in_line(
     }
 }
 
+/// `mean` doubled for each refusal in a row after the first, jittered, at most [`MAX_BACKOFF`].
+fn backoff(mean: Duration, strikes: u32) -> Duration {
+    let doubled = mean.saturating_mul(1 << strikes.saturating_sub(1).min(10));
+    common::jittered(doubled.min(MAX_BACKOFF))
+}
+
 /// The refusal's label; for one the contract does not name, its status and code, so that a
 /// report says what the server answered.
 fn outcome_label(refusal: &api::Refusal) -> String {
@@ -468,106 +477,110 @@ async fn stay_in(ws: &mut Ws, until: Instant) -> Option<u16> {
 }
 
 /// One person's loop: a seat (directly or through the line), a stay, `leave`, again.
-async fn person(shared: Arc<Shared>, person: usize, initial_member: bool) -> PersonStats {
+async fn person(
+    shared: Arc<Shared>,
+    person: usize,
+    seated: Option<(Ws, JoinedFrame)>,
+) -> PersonStats {
     let mut stats = PersonStats::default();
     let room = shared.room_of(person);
     let room_id = shared.check.ids()[room].clone();
     let token = shared.tokens[person].clone();
-    if !initial_member {
-        // Waiters start once every room is full, so that the line forms behind full rooms.
-        let everyone = u64::from(shared.capacity) * shared.lines.len() as u64;
-        let started = Instant::now();
-        while shared.filled.load(Ordering::Acquire) < everyone
-            && started.elapsed() < FILL_TIMEOUT
-            && Instant::now() < shared.deadline
-        {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-    let mut first = true;
+    let mut seated = seated;
+    // Refusals in a row: each doubles the pause before the next try, so that a person the
+    // server keeps refusing (e.g. `already_joined` while its last leave is still being
+    // committed) does not hammer it.
+    let mut strikes = 0_u32;
     while Instant::now() < shared.deadline {
         let requested = Instant::now();
-        let admitted = match shared.api.reserve_or_wait(&token, &room_id).await {
-            Ok(admitted) => admitted,
-            Err(refusal) => {
-                stats.outcomes.add(&outcome_label(&refusal), 1);
-                let pause = refusal
-                    .retry_after()
-                    .unwrap_or_else(|| common::jittered(shared.backoff));
-                tokio::time::sleep(pause).await;
-                continue;
-            }
-        };
-        let (mut ws, joined, handover) = match admitted {
-            Admitted::Seat(reserved) => match shared.api.join_frame(&reserved.reservation).await {
-                Ok((ws, joined)) => {
-                    stats.direct += 1;
-                    (ws, joined, false)
-                }
-                Err(failure) => {
-                    stats.outcomes.add(failure.label(), 1);
-                    if matches!(failure, JoinFailure::Transport(_) | JoinFailure::Timeout) {
-                        // The server may never have seen the ticket: give the seat back.
-                        let _ = shared.api.cancel(&token, &room_id).await;
-                    }
-                    tokio::time::sleep(common::jittered(shared.backoff)).await;
+        let (mut ws, joined, handover) = if let Some((ws, joined)) = seated.take() {
+            stats.direct += 1;
+            (ws, joined, false)
+        } else {
+            let admitted = match shared.api.reserve_or_wait(&token, &room_id).await {
+                Ok(admitted) => admitted,
+                Err(refusal) => {
+                    stats.outcomes.add(&outcome_label(&refusal), 1);
+                    strikes += 1;
+                    let pause = refusal
+                        .retry_after()
+                        .unwrap_or_else(|| backoff(shared.backoff, strikes));
+                    tokio::time::sleep(pause).await;
                     continue;
                 }
-            },
-            Admitted::InLine(place) => {
-                let placed = Instant::now();
-                stats.places += 1;
-                shared.placed(person, Place { placed });
-                match wait_in_line(&shared, person, &place).await {
-                    Ok(waited) => {
-                        let seated = Instant::now();
-                        stats.waiting.record(seated.duration_since(placed));
-                        match waited.first_eta {
-                            Some((eta, at)) => {
-                                let actual = seated.duration_since(at).as_millis();
-                                let actual = u64::try_from(actual).unwrap_or(u64::MAX);
-                                stats
-                                    .eta_error
-                                    .record_micros(actual.abs_diff(eta).saturating_mul(1000));
-                            }
-                            None => stats.eta_never_given += 1,
+            };
+            match admitted {
+                Admitted::Seat(reserved) => {
+                    match shared.api.join_frame(&reserved.reservation).await {
+                        Ok((ws, joined)) => {
+                            stats.direct += 1;
+                            (ws, joined, false)
                         }
-                        stats.handovers += 1;
-                        shared.handovers.fetch_add(1, Ordering::Relaxed);
-                        (waited.ws, waited.joined, true)
+                        Err(failure) => {
+                            stats.outcomes.add(failure.label(), 1);
+                            if matches!(failure, JoinFailure::Transport(_) | JoinFailure::Timeout) {
+                                // The server may never have seen the ticket: give the seat back.
+                                let _ = shared.api.cancel(&token, &room_id).await;
+                            }
+                            strikes += 1;
+                            tokio::time::sleep(backoff(shared.backoff, strikes)).await;
+                            continue;
+                        }
                     }
-                    Err(LineEnd::Deadline(mut ws)) => {
-                        shared.place_gone(person);
-                        stats.given_up += 1;
-                        let _ = tokio::time::timeout(Duration::from_secs(5), async {
-                            let _ = ws.send(WsMessage::Close(None)).await;
-                            while let Some(Ok(_)) = ws.next().await {}
-                        })
-                        .await;
-                        break;
-                    }
-                    Err(LineEnd::Failed(label)) => {
-                        shared.place_gone(person);
-                        stats.outcomes.add(&label, 1);
-                        // A place whose socket failed may still be held until its ticket
-                        // expires; give it up explicitly.
-                        let _ = shared.api.cancel(&token, &room_id).await;
-                        tokio::time::sleep(common::jittered(shared.backoff)).await;
-                        continue;
+                }
+                Admitted::InLine(place) => {
+                    let placed = Instant::now();
+                    stats.places += 1;
+                    shared.placed(person, Place { placed });
+                    match wait_in_line(&shared, person, &place).await {
+                        Ok(waited) => {
+                            let seated = Instant::now();
+                            stats.waiting.record(seated.duration_since(placed));
+                            match waited.first_eta {
+                                Some((eta, at)) => {
+                                    let actual = seated.duration_since(at).as_millis();
+                                    let actual = u64::try_from(actual).unwrap_or(u64::MAX);
+                                    stats
+                                        .eta_error
+                                        .record_micros(actual.abs_diff(eta).saturating_mul(1000));
+                                }
+                                None => stats.eta_never_given += 1,
+                            }
+                            stats.handovers += 1;
+                            shared.handovers.fetch_add(1, Ordering::Relaxed);
+                            (waited.ws, waited.joined, true)
+                        }
+                        Err(LineEnd::Deadline(mut ws)) => {
+                            shared.place_gone(person);
+                            stats.given_up += 1;
+                            let _ = tokio::time::timeout(Duration::from_secs(5), async {
+                                let _ = ws.send(WsMessage::Close(None)).await;
+                                while let Some(Ok(_)) = ws.next().await {}
+                            })
+                            .await;
+                            break;
+                        }
+                        Err(LineEnd::Failed(label)) => {
+                            shared.place_gone(person);
+                            stats.outcomes.add(&label, 1);
+                            // A place whose socket failed may still be held until its ticket
+                            // expires; give it up explicitly.
+                            let _ = shared.api.cancel(&token, &room_id).await;
+                            strikes += 1;
+                            tokio::time::sleep(backoff(shared.backoff, strikes)).await;
+                            continue;
+                        }
                     }
                 }
             }
         };
+        strikes = 0;
         match shared.admitted(person, requested, &joined, handover) {
             Some(latency) => stats.handover.record(latency),
             None if handover => stats.unmatched += 1,
             None => {}
         }
         shared.check.enter(room);
-        if first && initial_member {
-            shared.filled.fetch_add(1, Ordering::AcqRel);
-        }
-        first = false;
         let until = (Instant::now() + stay(shared.stay)).min(shared.deadline);
         if let Some(code) = stay_in(&mut ws, until).await {
             // The server ended the session: the seat is free from now on, as far as the tool
@@ -589,6 +602,51 @@ async fn person(shared: Arc<Shared>, person: usize, initial_member: bool) -> Per
         let _ = ws.send(WsMessage::Close(None)).await;
     }
     stats
+}
+
+/// Seats the first `capacity` people of every room (a reservation and its join each,
+/// [`FILL_CONCURRENCY`] at a time); returns their sessions by person. One who could not be
+/// seated within [`FILL_TIMEOUT`] starts without a seat and asks like everyone else.
+async fn fill_rooms(
+    api: &Api,
+    room_ids: &[String],
+    tokens: &[String],
+    capacity: u32,
+    people_per_room: u32,
+    progress: &Progress,
+) -> HashMap<usize, (Ws, JoinedFrame)> {
+    let until = Instant::now() + FILL_TIMEOUT;
+    let members = (0..room_ids.len()).flat_map(|room| {
+        (0..capacity as usize).map(move |seat| (room, room * people_per_room as usize + seat))
+    });
+    futures_util::stream::iter(members)
+        .map(|(room, person)| async move {
+            let mut strikes = 0;
+            while Instant::now() < until {
+                let joined = match api.reserve(&tokens[person], &room_ids[room]).await {
+                    Ok(reservation) => match api.join_frame(&reservation).await {
+                        Ok(seat) => Some(seat),
+                        Err(_) => {
+                            // Whatever the server made of the ticket, the seat is given back.
+                            let _ = api.cancel(&tokens[person], &room_ids[room]).await;
+                            None
+                        }
+                    },
+                    Err(_) => None,
+                };
+                if let Some(seat) = joined {
+                    progress.inc(1);
+                    return Some((person, seat));
+                }
+                strikes += 1;
+                tokio::time::sleep(backoff(Duration::from_millis(50), strikes)).await;
+            }
+            None
+        })
+        .buffer_unordered(FILL_CONCURRENCY)
+        .filter_map(|seat| async move { seat })
+        .collect()
+        .await
 }
 
 /// Reads every room of the run each `every` until `deadline`: over-admission through the
@@ -707,6 +765,22 @@ pub async fn run(args: QueueArgs, output: &OutputArgs) -> anyhow::Result<Report>
             })
         })
         .collect();
+    // The rooms are filled first (not timed), so that the line forms behind full rooms.
+    let fill = Progress::new(
+        output.quiet,
+        u64::from(args.rooms) * u64::from(args.capacity),
+        "filling the rooms",
+    );
+    let mut seated = fill_rooms(
+        &api,
+        &room_ids,
+        &tokens,
+        args.capacity,
+        people_per_room,
+        &fill,
+    )
+    .await;
+    fill.finish();
     let start = Instant::now();
     let deadline = start + args.duration;
     let shared = Arc::new(Shared {
@@ -715,14 +789,12 @@ pub async fn run(args: QueueArgs, output: &OutputArgs) -> anyhow::Result<Report>
         lines,
         users,
         tokens,
-        capacity: args.capacity,
         people_per_room,
         stay: args.stay,
         backoff: args.backoff,
         order_grace: args.order_grace,
         deadline,
         stopping: AtomicBool::new(false),
-        filled: AtomicU64::new(0),
         handovers: AtomicU64::new(0),
         order: Mutex::new(OrderFindings::default()),
     });
@@ -737,12 +809,11 @@ pub async fn run(args: QueueArgs, output: &OutputArgs) -> anyhow::Result<Report>
     ));
     let progress = Progress::timed(output.quiet, args.duration, "queue");
     let mut tasks = Vec::new();
-    for index in 0..(args.rooms * people_per_room) {
-        let initial_member = index % people_per_room < args.capacity;
+    for index in 0..(args.rooms * people_per_room) as usize {
         tasks.push(tokio::spawn(person(
             Arc::clone(&shared),
-            index as usize,
-            initial_member,
+            index,
+            seated.remove(&index),
         )));
     }
     while Instant::now() < deadline {
@@ -938,14 +1009,12 @@ mod tests {
             })],
             tokens: users.clone(),
             users,
-            capacity: 1,
             people_per_room: 4,
             stay: Duration::from_millis(1),
             backoff: Duration::from_millis(1),
             order_grace,
             deadline: Instant::now() + Duration::from_secs(60),
             stopping: AtomicBool::new(false),
-            filled: AtomicU64::new(0),
             handovers: AtomicU64::new(0),
             order: Mutex::new(OrderFindings::default()),
         }
