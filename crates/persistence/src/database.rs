@@ -17,12 +17,12 @@ use crate::guard::{self, OPTIMISTIC_ATTEMPTS, SeatRequest};
 use crate::pool::{self, MysqlConn, Pools, SqliteConn, checkout};
 use crate::records::{
     Arrival, DepartureReason, EventKind, EventRecord, HeldSeat, MemberRow, MessageRecord,
-    MessageRow, NewRoom, ReclaimedMember, RoomRecord, new_message, node_column, now,
+    MessageRow, NewMessage, NewRoom, ReclaimedMember, RoomRecord, new_message, node_column, now,
     one_event_written, reclaimed,
 };
 use crate::repo::events::NewEventRow;
 use crate::repo::rooms::{Departing, NewRoomRow};
-use crate::repo::{EventRepo, MessageRepo, NodeRepo, ParticipantRepo, RoomRepo};
+use crate::repo::{EventRepo, MessageRepo, NewMessageRow, NodeRepo, ParticipantRepo, RoomRepo};
 use crate::settings::{Backend, DatabaseSettings, JoinGuard};
 
 /// How often a transaction that InnoDB rolled back as a deadlock victim is run again.
@@ -30,6 +30,10 @@ const DEADLOCK_RETRIES: u32 = 3;
 
 /// Events deleted per transaction by [`Database::prune_relayed`].
 const PRUNE_BATCH: i64 = 500;
+
+/// Rows in one multi-row message INSERT at most (4 binds each: far below SQLite's 32,766 and
+/// MySQL's 65,535 placeholders).
+const MAX_MESSAGE_ROWS: usize = 256;
 
 /// Rooms whose fixed columns [`Database`] remembers at most; a full memory starts over (a miss
 /// only costs the read it saves).
@@ -556,6 +560,105 @@ impl Database {
         })
         .map_err(TxError::into_persistence)?;
         new_message(id, room, user, body, sent_at)
+    }
+
+    /// Appends several messages, possibly of different rooms, in one transaction (one commit,
+    /// so one wait for the log's flush, whatever their number), and returns their records in
+    /// the order given, with ids increasing in that order. All are stored or none is.
+    ///
+    /// With `RETURNING` the rows go in multi-row INSERTs that answer with their ids. Without it
+    /// (MySQL) each row is inserted on its own and its id read with `LAST_INSERT_ID()`: a
+    /// multi-row INSERT's ids are consecutive only under `innodb_autoinc_lock_mode` 0 or 1, and
+    /// MySQL 8 defaults to 2 ("interleaved"), where they need not be.
+    pub async fn post_messages(
+        &self,
+        messages: &[NewMessage],
+    ) -> Result<Vec<MessageRecord>, PersistenceError> {
+        if messages.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sent_at = now();
+        let rows: Vec<NewMessageRow<'_>> = messages
+            .iter()
+            .map(|message| NewMessageRow {
+                room: message.room.as_str(),
+                user: message.user.as_str(),
+                body: message.body.as_str(),
+                sent_at,
+            })
+            .collect();
+        let rows = &rows[..];
+        let returning = self.inner.returning;
+        let one_room = messages
+            .iter()
+            .all(|message| message.room == messages[0].room)
+            .then(|| messages[0].room.clone());
+        let one_room = &one_room;
+        let ids = transaction!(self, |conn| {
+            let mut ids = Vec::with_capacity(rows.len());
+            let mut rest = rows;
+            while !rest.is_empty() {
+                let inserted = if returning {
+                    // Row counts are powers of two only, so that a connection prepares at most
+                    // a handful of these statements (the server caps prepared statements
+                    // across all connections) at the price of a few more round trips inside
+                    // the same commit.
+                    let take = 1 << rest.len().min(MAX_MESSAGE_ROWS).ilog2();
+                    let (chunk, tail) = rest.split_at(take);
+                    rest = tail;
+                    MessageRepo::insert_returning(conn, chunk)
+                        .await
+                        .map(|mut chunk_ids| {
+                            // One statement's auto-increment values grow in the order of its
+                            // rows, so sorted ids line up with the rows.
+                            chunk_ids.sort_unstable();
+                            (chunk.len(), chunk_ids)
+                        })
+                } else {
+                    let (row, tail) = rest.split_at(1);
+                    rest = tail;
+                    let row = &row[0];
+                    MessageRepo::insert(conn, row.room, row.user, row.body, row.sent_at)
+                        .await
+                        .map(|id| (1, vec![id]))
+                };
+                match inserted {
+                    Ok((expected, chunk_ids)) if chunk_ids.len() == expected => {
+                        ids.extend(chunk_ids);
+                    }
+                    Ok((expected, chunk_ids)) => {
+                        return Err(PersistenceError::Internal(format!(
+                            "inserting {expected} messages returned {} ids",
+                            chunk_ids.len()
+                        ))
+                        .into());
+                    }
+                    Err(DieselError::DatabaseError(
+                        DatabaseErrorKind::ForeignKeyViolation,
+                        info,
+                    )) => {
+                        // A room that does not exist is named when the batch had only one.
+                        return Err(match one_room {
+                            Some(room) => PersistenceError::NotFound { room: room.clone() }.into(),
+                            None => DieselError::DatabaseError(
+                                DatabaseErrorKind::ForeignKeyViolation,
+                                info,
+                            )
+                            .into(),
+                        });
+                    }
+                    Err(error) => return Err(error.into()),
+                }
+            }
+            Ok(ids)
+        })
+        .map_err(TxError::into_persistence)?;
+        ids.into_iter()
+            .zip(messages)
+            .map(|(id, message)| {
+                new_message(id, &message.room, &message.user, &message.body, sent_at)
+            })
+            .collect()
     }
 
     /// The last `limit` messages of the room, oldest first.

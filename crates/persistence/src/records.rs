@@ -49,6 +49,14 @@ pub struct MessageRecord {
     pub sent_at: DateTime<Utc>,
 }
 
+/// A chat message to store, as [`crate::Database::post_messages`] takes it.
+#[derive(Clone, Debug)]
+pub struct NewMessage {
+    pub room: RoomId,
+    pub user: UserId,
+    pub body: MessageBody,
+}
+
 /// A membership removed because the node that held it is gone (or is shutting down).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReclaimedMember {

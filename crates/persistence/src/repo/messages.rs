@@ -2,8 +2,65 @@
 
 use chrono::NaiveDateTime;
 use diesel::QueryResult;
+use diesel::backend::Backend;
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::serialize::ToSql;
+use diesel::sql_types::{BigInt, HasSqlType, Text, Timestamp};
 
 use crate::records::MessageRow;
+
+/// One message to insert, as bound into the statement.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct NewMessageRow<'a> {
+    pub room: &'a str,
+    pub user: &'a str,
+    pub body: &'a str,
+    pub sent_at: NaiveDateTime,
+}
+
+/// `INSERT INTO messages … VALUES (…), (…), … RETURNING id`: several messages in one
+/// statement, answering with their ids. Only on backends with `RETURNING`.
+///
+/// The text depends on the number of rows, so the statement has no static query id and the
+/// connection's cache keys it by its SQL: callers keep the number of distinct row counts small
+/// (see `Database::post_messages`), since every one is a statement prepared on the server.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct InsertMessagesReturning<'a> {
+    pub rows: &'a [NewMessageRow<'a>],
+}
+
+impl QueryId for InsertMessagesReturning<'_> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl Query for InsertMessagesReturning<'_> {
+    type SqlType = BigInt;
+}
+
+impl<DB> QueryFragment<DB> for InsertMessagesReturning<'_>
+where
+    DB: Backend + HasSqlType<Text> + HasSqlType<Timestamp>,
+    str: ToSql<Text, DB>,
+    NaiveDateTime: ToSql<Timestamp, DB>,
+{
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        out.push_sql("INSERT INTO messages (room_id, user_id, body, sent_at) VALUES ");
+        for (i, row) in self.rows.iter().enumerate() {
+            out.push_sql(if i == 0 { "(" } else { ", (" });
+            out.push_bind_param::<Text, _>(row.room)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Text, _>(row.user)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Text, _>(row.body)?;
+            out.push_sql(", ");
+            out.push_bind_param::<Timestamp, _>(&row.sent_at)?;
+            out.push_sql(")");
+        }
+        out.push_sql(" RETURNING id");
+        Ok(())
+    }
+}
 
 pub(crate) trait MessageRepo {
     /// Inserts a message and returns its id. Fails with a foreign-key violation when the room
@@ -15,6 +72,9 @@ pub(crate) trait MessageRepo {
         body: &str,
         sent_at: NaiveDateTime,
     ) -> QueryResult<i64>;
+    /// Inserts `rows` in one statement and returns their ids, in no promised order (the
+    /// caller sorts them). Only on backends with `RETURNING`.
+    async fn insert_returning(&mut self, rows: &[NewMessageRow<'_>]) -> QueryResult<Vec<i64>>;
     /// The newest `limit` messages of a room, newest first.
     async fn newest(&mut self, room: &str, limit: i64) -> QueryResult<Vec<MessageRow>>;
 }
@@ -46,6 +106,13 @@ macro_rules! message_repo {
                 ))
                 .get_result(self)
                 .await
+            }
+
+            async fn insert_returning(
+                &mut self,
+                rows: &[super::NewMessageRow<'_>],
+            ) -> QueryResult<Vec<i64>> {
+                super::InsertMessagesReturning { rows }.load(self).await
             }
 
             async fn newest(&mut self, room: &str, limit: i64) -> QueryResult<Vec<MessageRow>> {

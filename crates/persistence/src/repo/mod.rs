@@ -15,7 +15,7 @@ pub(crate) mod rooms;
 mod seat_sql;
 
 pub(crate) use events::EventRepo;
-pub(crate) use messages::MessageRepo;
+pub(crate) use messages::{MessageRepo, NewMessageRow};
 pub(crate) use nodes::NodeRepo;
 pub(crate) use participants::ParticipantRepo;
 pub(crate) use rooms::RoomRepo;

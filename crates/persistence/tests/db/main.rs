@@ -9,6 +9,7 @@ mod helpers;
 
 mod concurrency;
 mod events;
+mod messages;
 mod nodes;
 mod rooms;
 mod statements;
