@@ -163,6 +163,9 @@ struct Shared {
     stay: Duration,
     backoff: Duration,
     order_grace: Duration,
+    /// The clock started, before any place was taken: the request time of the seats taken
+    /// while the rooms filled, which therefore pass no one.
+    started: Instant,
     deadline: Instant,
     /// Set at the deadline: from then on places are given up, so the line is no longer checked.
     stopping: AtomicBool,
@@ -492,9 +495,11 @@ async fn person(
     // committed) does not hammer it.
     let mut strikes = 0_u32;
     while Instant::now() < shared.deadline {
-        let requested = Instant::now();
+        let mut requested = Instant::now();
         let (mut ws, joined, handover) = if let Some((ws, joined)) = seated.take() {
             stats.direct += 1;
+            // Seated while the rooms filled, before anyone took a place.
+            requested = shared.started;
             (ws, joined, false)
         } else {
             let admitted = match shared.api.reserve_or_wait(&token, &room_id).await {
@@ -793,6 +798,7 @@ pub async fn run(args: QueueArgs, output: &OutputArgs) -> anyhow::Result<Report>
         stay: args.stay,
         backoff: args.backoff,
         order_grace: args.order_grace,
+        started: start,
         deadline,
         stopping: AtomicBool::new(false),
         handovers: AtomicU64::new(0),
@@ -1013,6 +1019,7 @@ mod tests {
             stay: Duration::from_millis(1),
             backoff: Duration::from_millis(1),
             order_grace,
+            started: Instant::now(),
             deadline: Instant::now() + Duration::from_secs(60),
             stopping: AtomicBool::new(false),
             handovers: AtomicU64::new(0),
