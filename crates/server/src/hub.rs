@@ -149,6 +149,13 @@ impl Subscription {
         self.frames.recv().await
     }
 
+    /// Waits for the next frame, then moves it and every frame already queued behind it, up to
+    /// `limit` in all, into `frames`; returns how many. Cancel-safe (nothing is lost if the
+    /// future is dropped before it resolves).
+    pub async fn next_batch(&mut self, frames: &mut Vec<Frame>, limit: usize) -> usize {
+        self.frames.recv_many(frames, limit).await
+    }
+
     /// Fires once the session has fallen too far behind.
     pub fn lagged(&self) -> CancellationToken {
         self.lagged.clone()

@@ -13,6 +13,7 @@ pub mod fanout;
 pub mod hub;
 pub mod join;
 pub mod live_seats;
+pub mod message_writer;
 pub mod metrics;
 pub mod node;
 pub mod openapi;

@@ -25,6 +25,7 @@ use crate::error::{self, extractors};
 use crate::event_relay::EventRelay;
 use crate::fanout::{FanoutTimeouts, RedisFanout};
 use crate::hub::{Hub, LocalRooms};
+use crate::message_writer::MessageWriter;
 use crate::metrics::{Metrics, ReapedKind};
 use crate::rate_limit::{RateLimits, limit_by_ip};
 use crate::state::AppState;
@@ -89,12 +90,14 @@ impl Application {
             .with_context(|| format!("binding {}", settings.server.bind))?;
         let local_addr = listener.local_addr()?;
 
+        let messages = MessageWriter::start(db.clone(), hub.clone());
         let state = Arc::new(AppState {
             db: db.clone(),
             permits: permits.clone(),
             pending: pending.clone(),
             clock,
             hub,
+            messages,
             metrics: metrics.clone(),
             tokens,
             limits,

@@ -15,6 +15,7 @@ use crate::catalog::RoomCatalog;
 use crate::config::Settings;
 use crate::hub::Hub;
 use crate::live_seats::LiveSeats;
+use crate::message_writer::MessageWriter;
 use crate::metrics::Metrics;
 use crate::rate_limit::RateLimits;
 
@@ -25,6 +26,8 @@ pub struct AppState {
     pub pending: AnyPendingRooms,
     pub clock: Arc<dyn Clock>,
     pub hub: Hub,
+    /// Stores chat messages by group commit and publishes them once stored.
+    pub messages: MessageWriter,
     pub metrics: Metrics,
     pub tokens: TokenKeys,
     pub limits: RateLimits,

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, Session};
 use futures_util::StreamExt as _;
 use roomgate_domain::{MessageBody, SessionId};
-use roomgate_persistence::{Arrival, DepartureReason, RoomRecord};
+use roomgate_persistence::{Arrival, DepartureReason, NewMessage, RoomRecord};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
@@ -32,6 +32,10 @@ use crate::views;
 
 /// How long a close frame may take to leave before the connection is simply dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// Queued frames taken for one socket at once: actix-ws's own outbound channel holds 32, so a
+/// batch this size is handed over without waiting for the connection to write.
+const OUTBOUND_BATCH: usize = 32;
 
 /// How a joined session ended, and so which close frame (if any) it sends.
 #[derive(Debug)]
@@ -267,6 +271,7 @@ async fn converse(
     let mut last_heard = Instant::now();
     let lagged = subscription.lagged();
     let evicted = state.eviction();
+    let mut outgoing = Vec::with_capacity(OUTBOUND_BATCH);
     loop {
         tokio::select! {
             biased;
@@ -274,9 +279,22 @@ async fn converse(
             () = evicted.cancelled() => return Ending::Evicted,
             () = lagged.cancelled() => return Ending::TooSlow,
             () = connection_closed.cancelled() => return Ending::Vanished,
-            frame = subscription.next() => {
-                let Some(frame) = frame else { return Ending::Vanished };
-                if let Err(ending) = deliver(socket.text(&*frame), &lagged, client_timeout).await {
+            queued = subscription.next_batch(&mut outgoing, OUTBOUND_BATCH) => {
+                if queued == 0 {
+                    return Ending::Vanished;
+                }
+                // Every frame already queued goes out before the loop waits again: one wake-up
+                // and one bounded wait for the lot, and the connection's writer encodes them
+                // into one buffer, so one write reaches the socket.
+                let frames = &mut outgoing;
+                let socket = &mut *socket;
+                let send_all = async move {
+                    for frame in frames.drain(..) {
+                        socket.text(&*frame).await?;
+                    }
+                    Ok(())
+                };
+                if let Err(ending) = deliver(send_all, &lagged, client_timeout).await {
                     return ending;
                 }
             }
@@ -350,13 +368,16 @@ async fn handle_text(
         Ok(body) => body,
         Err(error) => return reject(socket, &error.message).await.err(),
     };
-    let room = membership.room();
-    match state.db.post_message(room, membership.user(), &body).await {
-        Ok(record) => {
-            let message = ServerFrame::Message(views::message(&record));
-            state.hub.publish(room, Frame::from(message.to_text()));
-            None
-        }
+    let message = NewMessage {
+        room: membership.room().clone(),
+        user: membership.user().clone(),
+        body,
+    };
+    // The node's writer stores it with whatever else is waiting, then publishes it (see
+    // `message_writer`); waiting for that before reading the next frame keeps this sender's
+    // messages in order.
+    match state.messages.post(message).await {
+        Ok(_) => None,
         Err(error) => {
             // The session stays: the database may be back for the next message.
             tracing::warn!(%error, "storing a message failed");

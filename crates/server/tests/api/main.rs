@@ -14,6 +14,7 @@ mod catalog;
 mod events;
 mod failures;
 mod faults;
+mod messages;
 mod multinode;
 mod multinode_line;
 mod operations;
