@@ -2,8 +2,22 @@
 
 use roomgate_server::{Application, Settings, telemetry};
 
+/// With `--features dhat-heap`, every allocation goes through dhat's counting allocator, so that
+/// the profile written at exit says who holds the heap at its peak (`scripts/profile-idle.sh`).
+#[cfg(feature = "dhat-heap")]
+#[global_allocator]
+static ALLOC: dhat::Alloc = dhat::Alloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // Written when dropped, i.e. when `main` returns after a graceful shutdown.
+    #[cfg(feature = "dhat-heap")]
+    let _profiler = dhat::Profiler::builder()
+        .file_name(
+            std::env::var_os("ROOMGATE_DHAT_FILE").unwrap_or_else(|| "dhat-heap.json".into()),
+        )
+        .trim_backtraces(Some(24))
+        .build();
     let settings = Settings::load()?;
     telemetry::init(&settings.log, std::io::stdout);
     let app = Application::build(settings).await?;

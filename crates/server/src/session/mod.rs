@@ -136,20 +136,27 @@ pub(crate) async fn run(
             description: Some(refusal.reason().to_owned()),
         }))
     };
-    let admitted = match join::admit(&state, ticket.as_deref(), session).await {
+    // The admission, the wait for a seat, the greeting and the leave each run once, around
+    // the conversation that an idle member spends its life in: boxed, their states take heap
+    // only while they run, instead of sizing every session's task for the largest of them.
+    let admitted = match Box::pin(join::admit(&state, ticket.as_deref(), session)).await {
         Ok(join::Admitted::Member(membership, record)) => Ok((membership, record, upgraded_at)),
         Ok(join::Admitted::Waiting(place)) => {
             let span = membership::span(&place.key().room, &place.key().user);
-            waiting::wait_for_seat(&state, &mut socket, &mut incoming, &closed, place)
-                .instrument(span)
-                .await
-                .map_err(|ending| match ending {
-                    waiting::Ended::Refused(refusal) => refused(refusal),
-                    waiting::Ended::Closed(reason) => reason,
-                })
+            Box::pin(
+                waiting::wait_for_seat(&state, &mut socket, &mut incoming, &closed, place)
+                    .instrument(span),
+            )
+            .await
+            .map_err(|ending| match ending {
+                waiting::Ended::Refused(refusal) => refused(refusal),
+                waiting::Ended::Closed(reason) => reason,
+            })
         }
         Err(refusal) => Err(refused(refusal)),
     };
+    // Presented; an idle member need not hold it for its whole stay.
+    drop(ticket);
     let (membership, record, joining_since) = match admitted {
         Ok(admitted) => admitted,
         Err(reason) => {
@@ -165,7 +172,7 @@ pub(crate) async fn run(
             session,
             state.settings.ws.outbound_queue_frames,
         );
-        let ending = match greet(&state, &mut socket, &membership, &record).await {
+        let ending = match Box::pin(greet(&state, &mut socket, &membership, &record)).await {
             Ok(()) => {
                 state
                     .metrics
@@ -184,7 +191,7 @@ pub(crate) async fn run(
             Err(ending) => ending,
         };
         drop(subscription);
-        membership.leave(ending.departure()).await;
+        Box::pin(membership.leave(ending.departure())).await;
         close_with(socket, ending.close_reason()).await;
     }
     .instrument(span)
