@@ -128,6 +128,11 @@ pub struct QueueArgs {
     /// waiting 0 (a place whose socket never opened lasts `admission.reservation_ttl`).
     #[arg(long, default_value = "35s", value_parser = parse_duration)]
     pub settle: Duration,
+    /// Another node of the same deployment (same database and Redis). Repeat for more. People
+    /// are spread over the nodes (person i talks to node i mod N, REST and socket alike), so a
+    /// seat freed on one node is handed to a head waiting on another. Loopback only, as --url.
+    #[arg(long = "also-url", value_name = "URL")]
+    pub also_urls: Vec<String>,
 }
 
 impl QueueArgs {

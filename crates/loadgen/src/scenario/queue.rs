@@ -154,7 +154,8 @@ struct RoomLine {
 
 /// What every person task shares.
 struct Shared {
-    api: Api,
+    /// One per node; person i talks to `apis[i % len]`.
+    apis: Vec<Api>,
     check: Arc<AdmissionCheck>,
     lines: Vec<Mutex<RoomLine>>,
     users: Vec<String>,
@@ -171,6 +172,12 @@ struct Shared {
     stopping: AtomicBool,
     handovers: AtomicU64,
     order: Mutex<OrderFindings>,
+}
+
+impl Shared {
+    fn api_of(&self, person: usize) -> &Api {
+        &self.apis[person % self.apis.len()]
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -393,7 +400,7 @@ async fn wait_in_line(
     place: &QueueView,
 ) -> Result<Waited, LineEnd> {
     let mut ws = shared
-        .api
+        .api_of(person)
         .open_place(place)
         .await
         .map_err(|failure| LineEnd::Failed(failure.label().to_owned()))?;
@@ -502,7 +509,11 @@ async fn person(
             requested = shared.started;
             (ws, joined, false)
         } else {
-            let admitted = match shared.api.reserve_or_wait(&token, &room_id).await {
+            let admitted = match shared
+                .api_of(person)
+                .reserve_or_wait(&token, &room_id)
+                .await
+            {
                 Ok(admitted) => admitted,
                 Err(refusal) => {
                     stats.outcomes.add(&outcome_label(&refusal), 1);
@@ -516,7 +527,11 @@ async fn person(
             };
             match admitted {
                 Admitted::Seat(reserved) => {
-                    match shared.api.join_frame(&reserved.reservation).await {
+                    match shared
+                        .api_of(person)
+                        .join_frame(&reserved.reservation)
+                        .await
+                    {
                         Ok((ws, joined)) => {
                             stats.direct += 1;
                             (ws, joined, false)
@@ -525,7 +540,7 @@ async fn person(
                             stats.outcomes.add(failure.label(), 1);
                             if matches!(failure, JoinFailure::Transport(_) | JoinFailure::Timeout) {
                                 // The server may never have seen the ticket: give the seat back.
-                                let _ = shared.api.cancel(&token, &room_id).await;
+                                let _ = shared.api_of(person).cancel(&token, &room_id).await;
                             }
                             strikes += 1;
                             tokio::time::sleep(backoff(shared.backoff, strikes)).await;
@@ -570,7 +585,7 @@ async fn person(
                             stats.outcomes.add(&label, 1);
                             // A place whose socket failed may still be held until its ticket
                             // expires; give it up explicitly.
-                            let _ = shared.api.cancel(&token, &room_id).await;
+                            let _ = shared.api_of(person).cancel(&token, &room_id).await;
                             strikes += 1;
                             tokio::time::sleep(backoff(shared.backoff, strikes)).await;
                             continue;
@@ -613,7 +628,7 @@ async fn person(
 /// [`FILL_CONCURRENCY`] at a time); returns their sessions by person. One who could not be
 /// seated within [`FILL_TIMEOUT`] starts without a seat and asks like everyone else.
 async fn fill_rooms(
-    api: &Api,
+    apis: &[Api],
     room_ids: &[String],
     tokens: &[String],
     capacity: u32,
@@ -626,6 +641,7 @@ async fn fill_rooms(
     });
     futures_util::stream::iter(members)
         .map(|(room, person)| async move {
+            let api = &apis[person % apis.len()];
             let mut strikes = 0;
             while Instant::now() < until {
                 let joined = match api.reserve(&tokens[person], &room_ids[room]).await {
@@ -740,6 +756,14 @@ async fn sweep(api: &Api, prefix: &str, wanted: usize) -> Result<Vec<RoomView>, 
 pub async fn run(args: QueueArgs, output: &OutputArgs) -> anyhow::Result<Report> {
     args.validate()?;
     let api = common::connect(&args.target).await?;
+    let mut apis = vec![api.clone()];
+    for url in &args.also_urls {
+        let node = crate::cli::TargetArgs {
+            url: Some(url.clone()),
+            allow_remote: args.target.allow_remote,
+        };
+        apis.push(common::connect(&node).await?);
+    }
     let people_per_room = args.capacity + args.waiters;
     let common::Population {
         rooms,
@@ -777,7 +801,7 @@ pub async fn run(args: QueueArgs, output: &OutputArgs) -> anyhow::Result<Report>
         "filling the rooms",
     );
     let mut seated = fill_rooms(
-        &api,
+        &apis,
         &room_ids,
         &tokens,
         args.capacity,
@@ -789,7 +813,7 @@ pub async fn run(args: QueueArgs, output: &OutputArgs) -> anyhow::Result<Report>
     let start = Instant::now();
     let deadline = start + args.duration;
     let shared = Arc::new(Shared {
-        api: api.clone(),
+        apis,
         check: Arc::clone(&check),
         lines,
         users,
@@ -1006,7 +1030,7 @@ mod tests {
         let target = crate::target::Target::parse("http://127.0.0.1:1", true, false).unwrap();
         let users: Vec<String> = (0..4).map(|i| format!("u{i}")).collect();
         Shared {
-            api: Api::new(target).unwrap(),
+            apis: vec![Api::new(target).unwrap()],
             check: Arc::new(AdmissionCheck::new([("r".to_owned(), 1)])),
             lines: vec![Mutex::new(RoomLine {
                 free: VecDeque::new(),
