@@ -25,10 +25,15 @@ pub fn timestamp_to_datetime(at: Timestamp) -> DateTime<Utc> {
 /// held, and removed before the permit is returned), but two reads a moment apart can count one
 /// moving seat twice: once as the member who was leaving when the row was read, once as the
 /// reservation that took the freed permit since. Such a seat is counted once, as attending, so
-/// a read never shows more than the room holds. `waiting` is the room's line, from the permit
-/// store.
+/// a read never shows more than the room holds.
+///
+/// A seat whose ticket is confirmed but whose row is not committed yet (a join in flight, a
+/// seat just handed to the head of the line) holds a permit the database does not count yet:
+/// it is shown as reserved, so a seat on its way to its member never reads as free. `waiting` is
+/// the room's line, from the permit store.
 pub fn open_room(room: &RoomRecord, seats: RoomCounts) -> RoomView {
-    let reserved = seats.reserved;
+    let held = seats.reserved.saturating_add(seats.joined);
+    let reserved = seats.reserved.max(held.saturating_sub(room.attending));
     RoomView {
         id: room.id.to_string(),
         title: room.title.clone(),
@@ -101,6 +106,19 @@ mod tests {
             reserved,
             ..RoomCounts::default()
         }
+    }
+
+    #[test]
+    fn a_confirmed_seat_not_yet_committed_reads_as_reserved() {
+        // The store holds 12 joined seats and 1 reservation; the database counts 10 rows: two
+        // joins are in flight.
+        let counts = RoomCounts {
+            reserved: 1,
+            joined: 12,
+            waiting: 4,
+        };
+        let view = open_room(&record(16, 10), counts);
+        assert_eq!((view.attending, view.reserved, view.waiting), (10, 3, 4));
     }
 
     fn record(capacity: u32, attending: u32) -> RoomRecord {
