@@ -6,8 +6,8 @@ use std::sync::LazyLock;
 use actix_web::{HttpResponse, get, web};
 use roomgate_api::{
     CreateRoomRequest, CreatedRoom, DevTokenRequest, DevTokenResponse, ErrorBody, ErrorCode,
-    ErrorDetail, Event, EventPage, EventType, LeaveReason, ReservationView, ReserveRequest,
-    RoomPage, RoomState, RoomView, StatusBody,
+    ErrorDetail, Event, EventPage, EventType, LeaveReason, QueueView, ReservationView,
+    ReserveRequest, RoomPage, RoomState, RoomView, StatusBody,
 };
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{RefOr, Schema};
@@ -34,7 +34,7 @@ use crate::state::AppState;
         document,
     ),
     components(schemas(
-        ErrorBody, ErrorDetail, ErrorCode, RoomView, RoomState, ReservationView, CreatedRoom,
+        ErrorBody, ErrorDetail, ErrorCode, RoomView, RoomState, ReservationView, QueueView, CreatedRoom,
         RoomPage, CreateRoomRequest, ReserveRequest, DevTokenRequest, DevTokenResponse,
         StatusBody, Event, EventPage, EventType, LeaveReason,
     )),

@@ -48,7 +48,7 @@ pub fn outcome(err: &ApiError) -> ReservationOutcome {
     security(("bearer" = [])),
     responses(
         (status = 201, description = "A seat is held until `expires_at`", body = ReservationView),
-        (status = 200, description = "The user's live reservation, or place in line, unchanged", body = inline(ReservationOrPlace)),
+        (status = 200, description = "The user's live reservation, or place in line, unchanged", body = ReservationOrPlace),
         (status = 202, description = "No free seat and `wait: true`: a place in the room's waiting line", body = QueueView),
         (status = 400, description = "invalid_request", body = ErrorBody),
         (status = 401, description = "unauthenticated", body = ErrorBody),
@@ -216,14 +216,22 @@ async fn check_password(hash: PasswordHash, given: Option<String>) -> Result<(),
     }
 }
 
-/// A 200 answer: the reservation, or the place in line, the user already holds.
-#[derive(serde::Serialize, utoipa::ToSchema)]
-#[serde(untagged)]
-#[allow(dead_code)] // only its schema is used, for the OpenAPI document
-enum ReservationOrPlace {
-    Reservation(ReservationView),
-    Place(QueueView),
+/// A 200 answer: the reservation, or the place in line, the user already holds. Described as
+/// `anyOf`, not the `oneOf` a derived schema would give: a place also satisfies the open
+/// `ReservationView` object (it has every one of its fields), so "exactly one" would be false.
+struct ReservationOrPlace;
+
+impl utoipa::PartialSchema for ReservationOrPlace {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::AnyOfBuilder;
+        AnyOfBuilder::new()
+            .item(utoipa::openapi::Ref::from_schema_name("ReservationView"))
+            .item(utoipa::openapi::Ref::from_schema_name("QueueView"))
+            .into()
+    }
 }
+
+impl utoipa::ToSchema for ReservationOrPlace {}
 
 /// Gives the seat, or the place in line, back at once.
 #[utoipa::path(delete, path = "/api/v1/rooms/{room_id}/reservations/me", tag = "reservations",
