@@ -277,6 +277,16 @@ fn http_server(state: &Arc<AppState>, listener: TcpListener) -> anyhow::Result<S
             .configure(|cfg| routes::configure(cfg, dev_tokens))
             .default_service(web::to(error::unmatched))
     })
+    // Writes leave at once: a session already gathers the frames queued for it into one
+    // write, so Nagle's algorithm would only hold the next write back until the peer
+    // acknowledges the last, which a delayed ACK stretches to tens of milliseconds.
+    .on_connect(|connection, _| {
+        if let Some(tcp) = connection.downcast_ref::<actix_web::rt::net::TcpStream>()
+            && let Err(error) = tcp.set_nodelay(true)
+        {
+            tracing::debug!(%error, "could not turn off Nagle's algorithm");
+        }
+    })
     .disable_signals()
     // Sessions are closed before the server is stopped; this only bounds in-flight requests.
     .shutdown_timeout(5);
