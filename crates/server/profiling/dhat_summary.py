@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """Summarises a dhat heap profile of the server holding N idle members.
 
-Reads `dhat-heap.json` (written by `roomgate --features dhat-heap` at exit) and prints what
-was live at the heap's peak (t-gmax, when all N members were in), grouped by the rule below
-whose pattern first matches a frame of the allocation's backtrace, per member.
+Reads `dhat-heap.json` (written by `roomgate --features dhat-heap` on SIGUSR1 or at exit) and
+prints what was live when it was written (`--peak`: at the heap's peak instead), per member,
+grouped by the rule below that first matches a frame of the allocation's backtrace.
 
-    python3 crates/server/profiling/dhat_summary.py dhat-heap.json 2000
+    python3 crates/server/profiling/dhat_summary.py target/dhat-idle.json 2000 [--peak]
 """
 
 import json
@@ -46,8 +46,11 @@ def label_of(stack):
 
 
 def main() -> None:
-    path = sys.argv[1] if len(sys.argv) > 1 else "dhat-heap.json"
-    members = int(sys.argv[2]) if len(sys.argv) > 2 else 1
+    args = [a for a in sys.argv[1:] if a != "--peak"]
+    # "eb": live when the profile was written; "gb": live at the heap's peak (t-gmax).
+    field = "gb" if "--peak" in sys.argv else "eb"
+    path = args[0] if args else "dhat-heap.json"
+    members = int(args[1]) if len(args) > 1 else 1
     with open(path, encoding="utf-8") as file:
         profile = json.load(file)
     frames = profile["ftbl"]
@@ -55,24 +58,25 @@ def main() -> None:
     sites = []
     total = 0
     for pp in profile["pps"]:
-        gb = pp.get("gb", 0)
+        gb = pp.get(field, 0)
         if not gb:
             continue
         total += gb
         stack = [frames[i] for i in pp["fs"]]
         label = label_of(stack)
         groups[label][0] += gb
-        groups[label][1] += pp.get("gbk", 0)
-        sites.append((gb, pp.get("gbk", 0), label, stack))
+        groups[label][1] += pp.get(field + "k", 0)
+        sites.append((gb, pp.get(field + "k", 0), label, stack))
 
-    print(f"heap at its peak: {total / 1024:.0f} KiB in all; per member (of {members}):\n")
+    when = "at its peak" if field == "gb" else "when the profile was written"
+    print(f"heap {when}: {total / 1024:.0f} KiB in all; per member (of {members}):\n")
     print("| what | bytes per member | blocks per member |")
     print("| --- | ---: | ---: |")
     for label, (gb, gbk) in sorted(groups.items(), key=lambda kv: -kv[1][0]):
         print(f"| {label} | {gb / members:,.0f} | {gbk / members:.2f} |")
     print(f"| **all** | **{total / members:,.0f}** | |")
 
-    print("\nlargest allocation sites at the peak (innermost frames outside std and tokio first):")
+    print("\nlargest allocation sites (innermost frames outside std and tokio first):")
     boring = r"\((alloc|core|std)/src/|dhat-|bytes-|hashbrown-|\(src/(raw_vec|vec|boxed)/|runtime/task/|^0x[0-9a-f]+: (alloc|allocate)\b"
     for gb, gbk, label, stack in sorted(sites, key=lambda s: -s[0])[:15]:
         print(f"\n{gb / members:,.0f} B/member in {gbk / members:.2f} blocks/member [{label}]")

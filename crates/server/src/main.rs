@@ -3,21 +3,33 @@
 use roomgate_server::{Application, Settings, telemetry};
 
 /// With `--features dhat-heap`, every allocation goes through dhat's counting allocator, so that
-/// the profile written at exit says who holds the heap at its peak (`scripts/profile-idle.sh`).
+/// its profile says who holds the heap, and from where (`crates/server/profiling/idle.sh`).
 #[cfg(feature = "dhat-heap")]
 #[global_allocator]
 static ALLOC: dhat::Alloc = dhat::Alloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    // Written when dropped, i.e. when `main` returns after a graceful shutdown.
-    #[cfg(feature = "dhat-heap")]
-    let _profiler = dhat::Profiler::builder()
-        .file_name(
-            std::env::var_os("ROOMGATE_DHAT_FILE").unwrap_or_else(|| "dhat-heap.json".into()),
-        )
-        .trim_backtraces(Some(24))
-        .build();
+    // The profile is written when the profiler is dropped: on SIGUSR1, so that it shows the
+    // heap as it is at that moment (members idling, say), or else when `main` returns.
+    #[cfg(all(feature = "dhat-heap", unix))]
+    {
+        let profiler = dhat::Profiler::builder()
+            .file_name(
+                std::env::var_os("ROOMGATE_DHAT_FILE").unwrap_or_else(|| "dhat-heap.json".into()),
+            )
+            .trim_backtraces(Some(24))
+            .build();
+        tokio::spawn(async move {
+            use tokio::signal::unix::{SignalKind, signal};
+            if let Ok(mut usr1) = signal(SignalKind::user_defined1()) {
+                usr1.recv().await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+            drop(profiler);
+        });
+    }
     let settings = Settings::load()?;
     telemetry::init(&settings.log, std::io::stdout);
     let app = Application::build(settings).await?;
