@@ -180,6 +180,9 @@ impl SemaphoreRegistry {
         self.take(req, Some(max_waiting))
     }
 
+    // Inlined into `reserve` and `reserve_or_wait`, so that the plain reservation, the hot
+    // path, is compiled without the line's branches (measured: ~10 % of a cycle otherwise).
+    #[inline(always)]
     fn take(
         &self,
         req: ReserveRequest,
@@ -273,6 +276,8 @@ impl SemaphoreRegistry {
         self.present(ticket, session, true)
     }
 
+    // Inlined for the same reason as `take`: `confirm` compiles without the place's branches.
+    #[inline(always)]
     fn present(
         &self,
         ticket: &Ticket,
