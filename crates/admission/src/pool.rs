@@ -349,7 +349,7 @@ impl RoomPool {
                 taken_at: now,
                 hold_ms: wait.map_or(0, |(_, hold)| hold),
             });
-            self.line_signal.notify();
+            // No wake-up: a place joining at the back moves no one's position.
         }
         Some(Ok(match taken {
             Taken::Place(mut place) => {

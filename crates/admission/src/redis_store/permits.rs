@@ -200,8 +200,7 @@ impl RedisPermitStore {
             .arg(ttl_millis(req.ttl))
             .arg(ticket.to_text())
             .arg(self.shared.offset())
-            .arg(max_waiting.map_or_else(|| "-".to_owned(), |max| max.to_string()))
-            .arg(keys.line_channel(&req.room));
+            .arg(max_waiting.map_or_else(|| "-".to_owned(), |max| max.to_string()));
         pipe.add_command(reserve);
         let (reply,): (Vec<String>,) =
             scripts::query_loading(&mut connection, &pipe, &scripts::RESERVE).await?;

@@ -1,5 +1,5 @@
 -- KEYS[1] seats, KEYS[2] line; ARGV: user, capacity, occupied, ttl_ms, new_ticket, offset,
--- max_waiting ('-' = do not wait), line channel
+-- max_waiting ('-' = do not wait)
 local seats, line, user = KEYS[1], KEYS[2], ARGV[1]
 local now = now_ms(ARGV[6])
 local expires = now + tonumber(ARGV[4])
@@ -55,5 +55,6 @@ local number = redis.call('HINCRBY', seats, '!seq', 1)
 redis.call('ZADD', line, number, user)
 redis.call('HSET', seats, user, 'W\t' .. ARGV[5] .. '\t' .. fmt(expires) .. '\t-\t-\t'
   .. fmt(now) .. '\t' .. ARGV[4])
-redis.call('PUBLISH', ARGV[8], '1')
+-- No wake-up: a place joining at the back moves no one's position. (Waking every waiter of the
+-- room for it cost each of them a look at its place, a round trip, for nothing.)
 return {'queued', ARGV[5], fmt(expires), fmt(waiting + 1)}
