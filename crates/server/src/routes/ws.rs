@@ -25,9 +25,9 @@ pub struct WsQuery {
 
 /// Opens the chat session a reservation's ticket stands for (101 Switching Protocols).
 #[utoipa::path(get, path = "/api/v1/ws", tag = "chat",
-    params(("ticket" = String, Query, description = "The ticket of a live reservation")),
+    params(("ticket" = String, Query, description = "The ticket of a live reservation, or of a place in a room's waiting line (the socket then receives `waiting` frames until a seat is handed to it, and `joined` then)")),
     responses(
-        (status = 101, description = "Upgraded. Close codes: 4001 invalid_ticket, 4002 ticket_expired, 4009 room_full, 4500 join_failed, 1000 after leave, 1001 shutdown, 1002 protocol_error, 1008 rate_limited, 1009 frame too large, 1013 too_slow"),
+        (status = 101, description = "Upgraded. Close codes: 4001 invalid_ticket, 4002 ticket_expired, 4009 room_full, 4500 join_failed, 1000 after leave (or a place given up), 1001 shutdown, 1002 protocol_error, 1008 rate_limited, 1009 frame too large, 1013 too_slow"),
         (status = 400, description = "invalid_request: not a WebSocket upgrade", body = ErrorBody)))]
 #[get("/api/v1/ws")]
 pub async fn connect(
