@@ -107,19 +107,7 @@ async fn an_unreachable_redis_answers_unavailable_quickly_and_changes_nothing() 
 async fn a_seat_released_while_redis_is_away_is_given_back_when_it_returns() {
     let prefix = format!("rgtest:{:016x}:", rand::random::<u64>());
     let direct = RedisBackend::with_prefix(&prefix, NodeId(2)).await;
-    let host = crate::backends::redis_url();
-    let upstream =
-        tokio::net::lookup_host(host.trim_start_matches("redis://").trim_end_matches('/'))
-            .await
-            .unwrap()
-            .next()
-            .unwrap();
-    let relay = roomgate_faults::Relay::start(upstream).await.unwrap();
-    let mut settings = redis_settings(&prefix, NodeId(1));
-    settings.url = format!("redis://{}", relay.address());
-    settings.connect_timeout = Duration::from_millis(300);
-    settings.response_timeout = Duration::from_millis(500);
-    let relayed = RedisPermitStore::connect(&settings).unwrap();
+    let (relayed, relay) = relayed_store(&prefix).await;
 
     let reservation = relayed
         .reserve(request("r", "alice", 1, 60_000))
@@ -151,6 +139,82 @@ async fn a_seat_released_while_redis_is_away_is_given_back_when_it_returns() {
             .reserve(request("r", "bob", 1, 60_000))
             .await
             .is_ok()
+    );
+    direct.cleanup().await;
+}
+
+/// A relayed store (node 1) whose connection to Redis the test can cut, beside a direct one
+/// (node 2) on the same prefix.
+async fn relayed_store(prefix: &str) -> (RedisPermitStore, roomgate_faults::Relay) {
+    let host = crate::backends::redis_url();
+    let upstream =
+        tokio::net::lookup_host(host.trim_start_matches("redis://").trim_end_matches('/'))
+            .await
+            .unwrap()
+            .next()
+            .unwrap();
+    let relay = roomgate_faults::Relay::start(upstream).await.unwrap();
+    let mut settings = redis_settings(prefix, NodeId(1));
+    settings.url = format!("redis://{}", relay.address());
+    settings.connect_timeout = Duration::from_millis(300);
+    settings.response_timeout = Duration::from_millis(500);
+    (RedisPermitStore::connect(&settings).unwrap(), relay)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_place_given_up_while_redis_is_away_leaves_the_line_when_it_returns() {
+    let prefix = format!("rgtest:{:016x}:", rand::random::<u64>());
+    let direct = RedisBackend::with_prefix(&prefix, NodeId(2)).await;
+    let (relayed, relay) = relayed_store(&prefix).await;
+    let alice = direct
+        .permits
+        .reserve(request("r", "alice", 1, 60_000))
+        .await
+        .unwrap();
+    let alice = direct
+        .permits
+        .confirm(&alice.ticket, SessionId(1))
+        .await
+        .unwrap();
+    let bob = attach_place(&relayed, "bob", 2).await;
+    let carol = attach_place(&direct.permits, "carol", 3).await;
+
+    // Bob's waiting socket ends while his node cannot reach Redis: the removal waits in the
+    // queue, and his place still counts.
+    relay.set(roomgate_faults::Fault::Cut);
+    drop(bob);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(direct.permits.counts(&room("r")).await.unwrap().waiting, 2);
+
+    // Redis is back: the place is given up and carol moves up, without anything restarting.
+    relay.set(roomgate_faults::Fault::None);
+    tokio::time::timeout(Duration::from_secs(20), relayed.flush_releases())
+        .await
+        .expect("the queued removal reaches redis once it is back");
+    assert_eq!(direct.permits.counts(&room("r")).await.unwrap().waiting, 1);
+    let status = direct.permits.check_place(&carol).await.unwrap();
+    assert!(
+        matches!(
+            status,
+            roomgate_admission::PlaceStatus::Waiting { position: 1, .. }
+        ),
+        "{status:?}"
+    );
+
+    // The seat alice frees goes to carol, not to bob's abandoned place.
+    drop(alice);
+    direct.permits.flush_releases().await;
+    let roomgate_admission::PlaceStatus::Seat(seat) =
+        direct.permits.check_place(&carol).await.unwrap()
+    else {
+        panic!("carol is seated");
+    };
+    carol.seated(&seat);
+    drop(seat);
+    direct.permits.flush_releases().await;
+    assert_eq!(
+        direct.permits.counts(&room("r")).await.unwrap(),
+        Default::default()
     );
     direct.cleanup().await;
 }
