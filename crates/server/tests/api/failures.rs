@@ -36,6 +36,12 @@ pub async fn execute(backend: Backend, url: &str, sql: &str) {
             >::establish(path)
             .await
             .unwrap();
+            // The server holds the same file open and may be writing: wait for its lock rather
+            // than fail with "database is locked".
+            diesel::sql_query("PRAGMA busy_timeout = 10000")
+                .execute(&mut conn)
+                .await
+                .unwrap();
             diesel::sql_query(sql).execute(&mut conn).await.unwrap();
         }
     }
