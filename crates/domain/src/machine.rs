@@ -148,6 +148,23 @@ pub struct Transition<S> {
     pub effects: &'static [Effect],
 }
 
+/// A ticket presented on a WebSocket, to a reservation or a place held on `held` until
+/// `expires_at`: a different ticket is unknown, a late one has expired.
+fn check_ticket(
+    held: &Ticket,
+    expires_at: Timestamp,
+    presented: &Ticket,
+    now: Timestamp,
+) -> Result<(), AdmissionError> {
+    if held != presented {
+        Err(AdmissionError::InvalidTicket)
+    } else if now >= expires_at {
+        Err(AdmissionError::TicketExpired)
+    } else {
+        Ok(())
+    }
+}
+
 fn illegal(state: &'static str, event: &'static str) -> AdmissionError {
     AdmissionError::IllegalTransition { state, event }
 }
@@ -277,16 +294,11 @@ pub fn seat_step(
                 now,
             },
         ) => {
-            if held != ticket {
-                Err(AdmissionError::InvalidTicket)
-            } else if now >= *expires_at {
-                Err(AdmissionError::TicketExpired)
-            } else {
-                Ok(Transition {
-                    next: S::Joined { session },
-                    effects: &[Effect::WriteMembership],
-                })
-            }
+            check_ticket(held, *expires_at, ticket, now)?;
+            Ok(Transition {
+                next: S::Joined { session },
+                effects: &[Effect::WriteMembership],
+            })
         }
         (_, SeatEvent::Confirm { .. }) => Err(AdmissionError::InvalidTicket),
 
@@ -302,20 +314,15 @@ pub fn seat_step(
                 now,
             },
         ) => {
-            if held != ticket {
-                Err(AdmissionError::InvalidTicket)
-            } else if now >= *expires_at {
-                Err(AdmissionError::TicketExpired)
-            } else {
-                Ok(Transition {
-                    next: S::Waiting {
-                        ticket: held.clone(),
-                        expires_at: *expires_at,
-                        attached: Some(session),
-                    },
-                    effects: &[],
-                })
-            }
+            check_ticket(held, *expires_at, ticket, now)?;
+            Ok(Transition {
+                next: S::Waiting {
+                    ticket: held.clone(),
+                    expires_at: *expires_at,
+                    attached: Some(session),
+                },
+                effects: &[],
+            })
         }
         // A second socket for the same place: the ticket is single-use.
         (_, SeatEvent::Attach { .. }) => Err(AdmissionError::InvalidTicket),
