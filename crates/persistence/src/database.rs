@@ -13,10 +13,10 @@ use roomgate_domain::{MessageBody, NodeId, RoomId, UserId};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::error::{PersistenceError, TxError};
-use crate::guard::{self, OPTIMISTIC_ATTEMPTS, SeatRequest};
+use crate::guard::{self, OPTIMISTIC_ATTEMPTS, Recorded, SeatRequest};
 use crate::pool::{self, MysqlConn, Pools, SqliteConn, checkout};
 use crate::records::{
-    Arrival, DepartureReason, EventKind, EventRecord, HeldSeat, MemberRow, MessageRecord,
+    Arrival, DepartureReason, EventKind, EventRecord, HeldSeat, Joined, MemberRow, MessageRecord,
     MessageRow, NewMessage, NewRoom, ReclaimedMember, RoomRecord, new_message, node_column, now,
     one_event_written, reclaimed,
 };
@@ -379,12 +379,43 @@ impl Database {
         user: &UserId,
         node: NodeId,
     ) -> Result<RoomRecord, PersistenceError> {
+        let (record, _) = self.take_seat(room, user, node, None).await?;
+        Ok(record)
+    }
+
+    /// [`Database::join`], also answering with what the newcomer is shown: the members (the
+    /// newcomer included) and the newest `history` messages. On a backend with `RETURNING` the
+    /// join's own event INSERT answers with them, read inside the join's transaction, so they
+    /// cost no statement and are exactly the room as this join left it; elsewhere (MySQL) they
+    /// are one read just after the commit.
+    pub async fn join_arriving(
+        &self,
+        room: &RoomId,
+        user: &UserId,
+        node: NodeId,
+        history: u32,
+    ) -> Result<Joined, PersistenceError> {
+        let (room, arrival) = self.take_seat(room, user, node, Some(history)).await?;
+        let arrival = arrival.ok_or_else(|| {
+            PersistenceError::Internal("a join asked for its arrival came back without".into())
+        })?;
+        Ok(Joined { room, arrival })
+    }
+
+    async fn take_seat(
+        &self,
+        room: &RoomId,
+        user: &UserId,
+        node: NodeId,
+        arrival: Option<u32>,
+    ) -> Result<(RoomRecord, Option<Arrival>), PersistenceError> {
         let seat = SeatRequest {
             room,
             user,
             node: node_column(node)?,
             joined_at: now(),
             returning: self.inner.returning,
+            arrival,
         };
         let seat = &seat;
         match self.inner.guard {
@@ -393,7 +424,7 @@ impl Database {
                     self,
                     |conn| guard::conditional(conn, seat).await,
                     then | conn,
-                    attending | self.room_after_join(conn, seat, attending).await
+                    recorded | self.room_after_join(conn, seat, recorded).await
                 )
             }
             JoinGuard::Pessimistic => {
@@ -401,7 +432,7 @@ impl Database {
                     self,
                     |conn| guard::pessimistic(conn, seat).await,
                     then | conn,
-                    attending | self.room_after_join(conn, seat, attending).await
+                    recorded | self.room_after_join(conn, seat, recorded).await
                 )
             }
             JoinGuard::Optimistic => return self.join_optimistic(seat).await,
@@ -411,7 +442,7 @@ impl Database {
                     self,
                     |conn| guard::naive(conn, seat).await,
                     then | conn,
-                    attending | self.room_after_join(conn, seat, attending).await
+                    recorded | self.room_after_join(conn, seat, recorded).await
                 )
             }
         }
@@ -423,13 +454,13 @@ impl Database {
     async fn join_optimistic(
         &self,
         seat: &SeatRequest<'_>,
-    ) -> Result<RoomRecord, PersistenceError> {
+    ) -> Result<(RoomRecord, Option<Arrival>), PersistenceError> {
         for attempt in 0..OPTIMISTIC_ATTEMPTS {
             let outcome = transaction!(
                 self,
                 |conn| guard::optimistic_attempt(conn, seat).await,
                 then | conn,
-                attending | self.room_after_join(conn, seat, attending).await
+                recorded | self.room_after_join(conn, seat, recorded).await
             );
             match outcome {
                 Err(TxError::VersionConflict) => {
@@ -707,30 +738,7 @@ impl Database {
     /// in one read (the same as [`Database::members`] and [`Database::history`], one round
     /// trip instead of two).
     pub async fn arrival(&self, room: &RoomId, history: u32) -> Result<Arrival, PersistenceError> {
-        let rows = with_conn!(self, |conn| {
-            ParticipantRepo::arrival(conn, room.as_str(), i64::from(history)).await
-        })?;
-        let mut arrival = Arrival::default();
-        for (part, user, id, body, at) in rows {
-            match (part, id, body) {
-                (0, _, _) => arrival.members.push(crate::records::stored_user_id(&user)?),
-                (_, Some(id), Some(body)) => {
-                    arrival.history.push(MessageRecord::try_from(MessageRow {
-                        id,
-                        room_id: room.as_str().to_owned(),
-                        user_id: user,
-                        body,
-                        sent_at: at,
-                    })?);
-                }
-                _ => {
-                    return Err(PersistenceError::Internal(format!(
-                        "the arrival read of room {room} returned a message without id or body"
-                    )));
-                }
-            }
-        }
-        Ok(arrival)
+        with_conn!(self, |conn| read_arrival(conn, room, history).await)
     }
 
     /// The room's members in the order they joined (ties broken by user id).
@@ -990,22 +998,65 @@ impl Database {
 impl Database {
     /// The room after `seat`'s join committed: from memory and the attendance the join
     /// recorded, when there are both; read otherwise (and remembered).
-    async fn room_after_join<C: RoomRepo>(
+    async fn room_after_join<C: RoomRepo + ParticipantRepo>(
         &self,
         conn: &mut C,
         seat: &SeatRequest<'_>,
-        attending: Option<i32>,
-    ) -> Result<RoomRecord, TxError> {
+        recorded: Option<Recorded>,
+    ) -> Result<(RoomRecord, Option<Arrival>), TxError> {
+        let (attending, recorded_arrival) = match recorded {
+            Some(Recorded { attending, arrival }) => (Some(attending), arrival),
+            None => (None, None),
+        };
+        let arrival = match (seat.arrival, recorded_arrival) {
+            (None, _) => None,
+            (Some(_), Some((members, history))) => Some(Arrival::from_json(
+                seat.room,
+                members.as_deref(),
+                history.as_deref(),
+            )?),
+            (Some(history), None) => Some(read_arrival(conn, seat.room, history).await?),
+        };
         if let Some(attending) = attending {
             let attending = crate::records::stored_u32("rooms.attending", attending)?;
             if let Some(record) = self.inner.known_with(seat.room, attending) {
-                return Ok(record);
+                return Ok((record, arrival));
             }
         }
         let record = read_room_after_join(conn, seat).await?;
         self.inner.remember(&record);
-        Ok(record)
+        Ok((record, arrival))
     }
+}
+
+/// What a newcomer to `room` is shown, in one read (see [`Database::arrival`]).
+async fn read_arrival<C: ParticipantRepo>(
+    conn: &mut C,
+    room: &RoomId,
+    history: u32,
+) -> Result<Arrival, PersistenceError> {
+    let rows = ParticipantRepo::arrival(conn, room.as_str(), i64::from(history)).await?;
+    let mut arrival = Arrival::default();
+    for (part, user, id, body, at) in rows {
+        match (part, id, body) {
+            (0, _, _) => arrival.members.push(crate::records::stored_user_id(&user)?),
+            (_, Some(id), Some(body)) => {
+                arrival.history.push(MessageRecord::try_from(MessageRow {
+                    id,
+                    room_id: room.as_str().to_owned(),
+                    user_id: user,
+                    body,
+                    sent_at: at,
+                })?);
+            }
+            _ => {
+                return Err(PersistenceError::Internal(format!(
+                    "the arrival read of room {room} returned a message without id or body"
+                )));
+            }
+        }
+    }
+    Ok(arrival)
 }
 
 /// The room as it is right after a join committed.

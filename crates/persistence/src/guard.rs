@@ -1,8 +1,9 @@
 //! The three join guards. Each runs inside the caller's transaction and either takes a seat,
 //! inserts the participant and records the `member_joined` event, or refuses without changing
 //! anything (the transaction rolls back, and with it the event number the seat took). A guard
-//! that took a seat answers with the room's attendance after it when the backend could say so
-//! without a read (`RETURNING`), `None` otherwise.
+//! that took a seat answers with the room's attendance after it, and the newcomer's view of the
+//! room if it was asked for, when the backend could say so in the event's own statement
+//! (`RETURNING`); `None` otherwise.
 
 use std::time::Duration;
 
@@ -26,6 +27,17 @@ pub(crate) struct SeatRequest<'a> {
     pub joined_at: NaiveDateTime,
     /// Whether the backend has `RETURNING` (see `Database::connect`).
     pub returning: bool,
+    /// `Some(n)`: the newcomer will be shown the room with its newest `n` messages, so the
+    /// event's statement also answers with them (where it can).
+    pub arrival: Option<u32>,
+}
+
+/// What a guard that took a seat learned from the event's statement.
+pub(crate) struct Recorded {
+    /// The room's attendance after the join.
+    pub attending: i32,
+    /// The newcomer's view as JSON (members, history), when it was asked for.
+    pub arrival: Option<(Option<String>, Option<String>)>,
 }
 
 /// `UPDATE … WHERE attending < capacity`: the check and the increment are one statement, so the
@@ -33,7 +45,7 @@ pub(crate) struct SeatRequest<'a> {
 pub(crate) async fn conditional<C>(
     conn: &mut C,
     seat: &SeatRequest<'_>,
-) -> Result<Option<i32>, TxError>
+) -> Result<Option<Recorded>, TxError>
 where
     C: RoomRepo + ParticipantRepo + EventRepo,
 {
@@ -48,7 +60,7 @@ where
 pub(crate) async fn pessimistic<C>(
     conn: &mut C,
     seat: &SeatRequest<'_>,
-) -> Result<Option<i32>, TxError>
+) -> Result<Option<Recorded>, TxError>
 where
     C: RoomRepo + ParticipantRepo + EventRepo,
 {
@@ -63,7 +75,7 @@ where
 pub(crate) async fn optimistic_attempt<C>(
     conn: &mut C,
     seat: &SeatRequest<'_>,
-) -> Result<Option<i32>, TxError>
+) -> Result<Option<Recorded>, TxError>
 where
     C: RoomRepo + ParticipantRepo + EventRepo,
 {
@@ -82,7 +94,10 @@ where
 /// cannot catch it). Compiled only with the `demo-unsafe` feature, to measure what the guards
 /// prevent.
 #[cfg(feature = "demo-unsafe")]
-pub(crate) async fn naive<C>(conn: &mut C, seat: &SeatRequest<'_>) -> Result<Option<i32>, TxError>
+pub(crate) async fn naive<C>(
+    conn: &mut C,
+    seat: &SeatRequest<'_>,
+) -> Result<Option<Recorded>, TxError>
 where
     C: RoomRepo + ParticipantRepo + EventRepo,
 {
@@ -121,7 +136,10 @@ pub(crate) fn optimistic_backoff(attempt: u32) -> Duration {
 /// The participant insert that follows a taken seat, then its event. A duplicate means the user
 /// already holds a seat: the error rolls back the seat just taken, so `attending` and
 /// `last_event_seq` are unchanged and no event is written.
-async fn add_participant<C>(conn: &mut C, seat: &SeatRequest<'_>) -> Result<Option<i32>, TxError>
+async fn add_participant<C>(
+    conn: &mut C,
+    seat: &SeatRequest<'_>,
+) -> Result<Option<Recorded>, TxError>
 where
     C: ParticipantRepo + EventRepo,
 {
@@ -144,11 +162,23 @@ where
         Err(e) => return Err(e.into()),
     }
     let (room, user) = (seat.room.as_str(), seat.user.as_str());
-    if seat.returning {
+    if let (true, Some(history)) = (seat.returning, seat.arrival) {
+        let joined =
+            EventRepo::record_joined_arriving(conn, room, user, seat.joined_at, history.into())
+                .await?;
+        crate::records::one_event_written(usize::from(joined.is_some()), seat.room)?;
+        Ok(joined.map(|(attending, members, history)| Recorded {
+            attending,
+            arrival: Some((members, history)),
+        }))
+    } else if seat.returning {
         let attending =
             EventRepo::record_joined_returning(conn, room, user, seat.joined_at).await?;
         crate::records::one_event_written(usize::from(attending.is_some()), seat.room)?;
-        Ok(attending)
+        Ok(attending.map(|attending| Recorded {
+            attending,
+            arrival: None,
+        }))
     } else {
         let recorded = EventRepo::record_joined(conn, room, user, seat.joined_at).await?;
         crate::records::one_event_written(recorded, seat.room)?;

@@ -14,7 +14,7 @@ pub mod testing;
 pub use database::Database;
 pub use error::PersistenceError;
 pub use records::{
-    Arrival, DepartureReason, EventKind, EventRecord, HeldSeat, MessageRecord, NewMessage, NewRoom,
-    ReclaimedMember, RoomRecord,
+    Arrival, DepartureReason, EventKind, EventRecord, HeldSeat, Joined, MessageRecord, NewMessage,
+    NewRoom, ReclaimedMember, RoomRecord,
 };
 pub use settings::{Backend, DatabaseSettings, JoinGuard, UnknownJoinGuard};

@@ -29,6 +29,14 @@ pub struct RoomRecord {
     pub created_at: DateTime<Utc>,
 }
 
+/// A committed join and what its newcomer is shown.
+#[derive(Clone, Debug)]
+pub struct Joined {
+    /// The room as the join left it.
+    pub room: RoomRecord,
+    pub arrival: Arrival,
+}
+
 /// What a newcomer to a room is shown, read in one statement.
 #[derive(Clone, Debug, Default)]
 pub struct Arrival {
@@ -36,6 +44,50 @@ pub struct Arrival {
     pub members: Vec<UserId>,
     /// The newest messages, oldest first.
     pub history: Vec<MessageRecord>,
+}
+
+impl Arrival {
+    /// The view the join's own statement answered with (`members` and `history` as JSON, see
+    /// `seat_sql::RecordJoinedArrivingMariadb`), messages put oldest first.
+    pub(crate) fn from_json(
+        room: &RoomId,
+        members: Option<&str>,
+        history: Option<&str>,
+    ) -> Result<Self, PersistenceError> {
+        let unreadable = |what: &str, error: serde_json::Error| {
+            PersistenceError::Internal(format!("the {what} of room {room} did not parse: {error}"))
+        };
+        let members: Vec<String> = match members {
+            Some(json) => serde_json::from_str(json).map_err(|e| unreadable("members", e))?,
+            None => Vec::new(),
+        };
+        let mut messages: Vec<(i64, String, String, String)> = match history {
+            Some(json) => serde_json::from_str(json).map_err(|e| unreadable("history", e))?,
+            None => Vec::new(),
+        };
+        messages.sort_unstable_by_key(|(id, ..)| *id);
+        Ok(Self {
+            members: members
+                .iter()
+                .map(|user| stored_user_id(user))
+                .collect::<Result<_, _>>()?,
+            history: messages
+                .into_iter()
+                .map(|(id, user_id, body, sent_at)| {
+                    // Both backends render the DATETIME(6)/TIMESTAMP column as "%F %T%.f".
+                    let sent_at = NaiveDateTime::parse_from_str(&sent_at, "%F %T%.f")
+                        .map_err(|_| corrupt("messages.sent_at", &sent_at))?;
+                    MessageRecord::try_from(MessageRow {
+                        id,
+                        room_id: room.as_str().to_owned(),
+                        user_id,
+                        body,
+                        sent_at,
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+        })
+    }
 }
 
 /// A chat message as stored.

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use roomgate_admission::{Attached, PendingRooms, PermitStore, SeatGuard, StoreError, WaitGuard};
 use roomgate_domain::{AdmissionError, SessionId, Ticket, UserRoomKey};
-use roomgate_persistence::{NewRoom, PersistenceError, RoomRecord};
+use roomgate_persistence::{Arrival, Joined, NewRoom, PersistenceError};
 
 use crate::session::frames::CloseCode;
 use crate::session::membership::{self, ClaimedSeat, Membership};
@@ -70,8 +70,8 @@ impl From<PersistenceError> for Refusal {
 /// What a WebSocket's ticket admitted it to.
 #[derive(Debug)]
 pub enum Admitted {
-    /// A committed membership, and the room as the join left it.
-    Member(Membership, RoomRecord),
+    /// A committed membership, the room as the join left it and what the newcomer is shown.
+    Member(Membership, Joined),
     /// A place in the room's waiting line, now held by this socket.
     Waiting(WaitGuard),
 }
@@ -88,8 +88,8 @@ pub async fn admit(
         .ok_or(Refusal::InvalidTicket)?;
     match state.permits.attach(&ticket, session).await? {
         Attached::Seat(guard) => {
-            let (membership, record) = join_seat(state, guard).await?;
-            Ok(Admitted::Member(membership, record))
+            let (membership, joined) = join_seat(state, guard).await?;
+            Ok(Admitted::Member(membership, joined))
         }
         Attached::Waiting(place) => Ok(Admitted::Waiting(place)),
     }
@@ -99,12 +99,12 @@ pub async fn admit(
 pub async fn join_seat(
     state: &Arc<AppState>,
     guard: SeatGuard,
-) -> Result<(Membership, RoomRecord), Refusal> {
+) -> Result<(Membership, Joined), Refusal> {
     let seat = ClaimedSeat::claim(state, guard);
     match commit_membership(state, seat.key()).await {
-        Ok(record) => {
-            state.catalog.remember(&record);
-            Ok((Membership::new(Arc::clone(state), seat), record))
+        Ok(joined) => {
+            state.catalog.remember(&joined.room);
+            Ok((Membership::new(Arc::clone(state), seat), joined))
         }
         Err(refusal @ Refusal::Interrupted(_)) => {
             // The commit may have reached the database even though its answer did not reach
@@ -120,7 +120,7 @@ pub async fn join_seat(
     }
 }
 
-async fn commit_membership(state: &AppState, key: &UserRoomKey) -> Result<RoomRecord, Refusal> {
+async fn commit_membership(state: &AppState, key: &UserRoomKey) -> Result<Joined, Refusal> {
     let pending = state.pending.get(&key.room).await?;
     match pending {
         Some((room, _)) if room.creator == key.user => {
@@ -142,8 +142,20 @@ async fn commit_membership(state: &AppState, key: &UserRoomKey) -> Result<RoomRe
                 password: room.password,
                 created_by: room.creator,
             };
-            Ok(state.db.open_room_and_join(&new_room, state.node).await?)
+            let room = state.db.open_room_and_join(&new_room, state.node).await?;
+            // A room written just now holds its creator and nothing else.
+            let arrival = Arrival {
+                members: vec![key.user.clone()],
+                history: Vec::new(),
+            };
+            Ok(Joined { room, arrival })
         }
-        _ => Ok(state.db.join(&key.room, &key.user, state.node).await?),
+        _ => {
+            let history = state.settings.chat.history_on_join;
+            Ok(state
+                .db
+                .join_arriving(&key.room, &key.user, state.node, history)
+                .await?)
+        }
     }
 }

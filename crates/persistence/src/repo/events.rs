@@ -31,6 +31,11 @@ diesel::define_sql_function! {
 /// and SQLite's 32,766 variables per statement.
 const INSERT_CHUNK: usize = 500;
 
+/// What [`EventRepo::record_joined_arriving`] answers: the attendance after the join, the
+/// members as a JSON array (never empty: the newcomer is one) and the newest messages as a JSON
+/// array of `[id, user_id, body, sent_at]` (`None` on MariaDB when there is none).
+pub(crate) type JoinedJson = (i32, Option<String>, Option<String>);
+
 pub(crate) trait EventRepo {
     /// The `member_joined` event of the seat the same transaction just took; returns the rows
     /// inserted (1, or 0 if the room row is missing, which the caller treats as a bug).
@@ -57,6 +62,16 @@ pub(crate) trait EventRepo {
         user: &str,
         at: NaiveDateTime,
     ) -> QueryResult<Option<i32>>;
+    /// [`EventRepo::record_joined_returning`] also answering with the newcomer's view of the
+    /// room: its members and its newest `history` messages, as JSON (see
+    /// `seat_sql::RecordJoinedArrivingMariadb`). Only on backends with `RETURNING`.
+    async fn record_joined_arriving(
+        &mut self,
+        room: &str,
+        user: &str,
+        at: NaiveDateTime,
+        history: i64,
+    ) -> QueryResult<Option<JoinedJson>>;
     /// [`EventRepo::record_left`] answering with the room's attendance after the departure; as
     /// `record_joined_returning`.
     async fn record_left_returning(
@@ -176,6 +191,26 @@ macro_rules! event_repo {
                     .optional()
             }
 
+            async fn record_joined_arriving(
+                &mut self,
+                room: &str,
+                user: &str,
+                at: NaiveDateTime,
+                history: i64,
+            ) -> QueryResult<Option<super::JoinedJson>> {
+                RecordJoinedArriving {
+                    user,
+                    at,
+                    room,
+                    members_room: room,
+                    history_room: room,
+                    limit: history,
+                }
+                .get_result(self)
+                .await
+                .optional()
+            }
+
             async fn record_left_returning(
                 &mut self,
                 room: &str,
@@ -289,7 +324,8 @@ mod mysql {
     use super::NewEventRow;
     use crate::records::EventRow;
     use crate::repo::seat_sql::{
-        RecordJoined, RecordJoinedReturning, RecordLeft, RecordLeftReturning,
+        RecordJoined, RecordJoinedArrivingMariadb as RecordJoinedArriving, RecordJoinedReturning,
+        RecordLeft, RecordLeftReturning,
     };
     use crate::schema::mysql::room_events;
     use chrono::NaiveDateTime;
@@ -303,7 +339,8 @@ mod sqlite {
     use super::NewEventRow;
     use crate::records::EventRow;
     use crate::repo::seat_sql::{
-        RecordJoined, RecordJoinedReturning, RecordLeft, RecordLeftReturning,
+        RecordJoined, RecordJoinedArrivingSqlite as RecordJoinedArriving, RecordJoinedReturning,
+        RecordLeft, RecordLeftReturning,
     };
     use crate::schema::sqlite::room_events;
     use chrono::NaiveDateTime;

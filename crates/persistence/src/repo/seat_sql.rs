@@ -180,6 +180,69 @@ seat_statement! {
     ]
 }
 
+// A join whose newcomer is about to be shown the room also answers, in the same statement, with
+// what the `joined` frame needs: the members (the newcomer included) and the newest messages, as
+// JSON arrays built by the database. They are read inside the join's transaction, after its
+// participant INSERT and under the room row's lock, so the member list is exactly the one this
+// join's event describes; and the newcomer's first frame costs no statement of its own. The
+// aggregate functions differ by dialect, hence one text per backend. The history is aggregated
+// from a derived table (the newest `limit`), whose order the aggregate does not promise: the
+// caller sorts it by id.
+
+seat_statement! {
+    /// [`RecordJoinedReturning`] plus the newcomer's view, on MariaDB: `(attending, members,
+    /// history)` with `members` a JSON array of user ids in join order and `history` a JSON array
+    /// of `[id, user_id, body, sent_at]` (NULL when the room has no message).
+    RecordJoinedArrivingMariadb {
+        user: &'a str => Text,
+        at: NaiveDateTime => Timestamp,
+        room: &'a str => Text,
+        members_room: &'a str => Text,
+        history_room: &'a str => Text,
+        limit: i64 => BigInt,
+    }
+    returns: (Integer, Nullable<Text>, Nullable<Text>),
+    sql: [
+        "INSERT INTO room_events (room_id, seq, kind, user_id, attending, reason, at) \
+         SELECT id, last_event_seq, 'member_joined', ",
+        ", attending, NULL, ",
+        " FROM rooms WHERE id = ",
+        " RETURNING attending, \
+         (SELECT JSON_ARRAYAGG(user_id ORDER BY joined_at, user_id) FROM participants \
+         WHERE room_id = ",
+        "), (SELECT JSON_ARRAYAGG(JSON_ARRAY(id, user_id, body, sent_at)) FROM (\
+         SELECT id, user_id, body, sent_at FROM messages WHERE room_id = ",
+        " ORDER BY id DESC LIMIT ",
+        ") AS recent)",
+    ]
+}
+
+seat_statement! {
+    /// [`RecordJoinedArrivingMariadb`] on SQLite.
+    RecordJoinedArrivingSqlite {
+        user: &'a str => Text,
+        at: NaiveDateTime => Timestamp,
+        room: &'a str => Text,
+        members_room: &'a str => Text,
+        history_room: &'a str => Text,
+        limit: i64 => BigInt,
+    }
+    returns: (Integer, Nullable<Text>, Nullable<Text>),
+    sql: [
+        "INSERT INTO room_events (room_id, seq, kind, user_id, attending, reason, at) \
+         SELECT id, last_event_seq, 'member_joined', ",
+        ", attending, NULL, ",
+        " FROM rooms WHERE id = ",
+        " RETURNING attending, \
+         (SELECT json_group_array(user_id ORDER BY joined_at, user_id) FROM participants \
+         WHERE room_id = ",
+        "), (SELECT json_group_array(json_array(id, user_id, body, sent_at)) FROM (\
+         SELECT id, user_id, body, sent_at FROM messages WHERE room_id = ",
+        " ORDER BY id DESC LIMIT ",
+        ") AS recent)",
+    ]
+}
+
 seat_statement! {
     /// [`RecordLeft`], answering with the room's attendance after the departure.
     RecordLeftReturning {

@@ -7,21 +7,22 @@ use roomgate_persistence::testing::{Statement, statements};
 use crate::helpers::{Server, body, connect, new_room, on_both, room_id, user};
 
 on_both!(
-    a_visit_is_eleven_statements,
+    a_visit_is_ten_statements,
     an_arrival_is_the_members_and_the_newest_messages,
+    a_join_answers_with_what_an_arrival_read_would_show,
     join_and_leave_report_the_attendance_they_recorded,
 );
 
-/// One visit as the server makes it: the guarded join, the `joined` frame's read, the leave.
-/// On MariaDB (10.5+) and SQLite each event INSERT answers with the attendance it recorded
-/// (`RETURNING`), so neither the join nor the leave reads the room.
-const VISIT: [&str; 11] = [
+/// One visit as the server makes it: the guarded join (answering with what the `joined` frame
+/// shows), the leave. On MariaDB (10.5+) and SQLite each event INSERT answers with the
+/// attendance it recorded (`RETURNING`), the join's also with the members and history, so
+/// nothing is read.
+const VISIT: [&str; 10] = [
     "BEGIN", "UPDATE", "INSERT", "INSERT", "COMMIT", // join: seat, member, member_joined
-    "SELECT", // members and history
     "BEGIN", "UPDATE", "DELETE", "INSERT", "COMMIT", // leave: seat, member, member_left
 ];
 
-async fn a_visit_is_eleven_statements(server: Server) {
+async fn a_visit_is_ten_statements(server: Server) {
     statements::record();
     let test_db = server.fresh().await;
     let db = connect(&test_db, JoinGuard::Conditional).await;
@@ -33,11 +34,12 @@ async fn a_visit_is_eleven_statements(server: Server) {
     const VISITS: usize = 4;
     for i in 0..VISITS {
         let guest = user(&format!("guest{i}"));
-        let joined = db.join(&room, &guest, crate::helpers::NODE).await.unwrap();
-        assert_eq!(joined.attending, 2);
-        assert_eq!(joined.title, "Room counted");
-        let arrival = db.arrival(&room, 50).await.unwrap();
-        assert_eq!(arrival.members.len(), 2);
+        let joined = db.join_arriving(&room, &guest, crate::helpers::NODE, 50);
+        let joined = joined.await.unwrap();
+        assert_eq!(joined.room.attending, 2);
+        assert_eq!(joined.room.title, "Room counted");
+        assert_eq!(joined.arrival.members, [user("host"), guest.clone()]);
+        assert!(joined.arrival.history.is_empty());
         let left = db.leave(
             &room,
             &guest,
@@ -130,6 +132,94 @@ async fn an_arrival_is_the_members_and_the_newest_messages(server: Server) {
     assert_eq!(names, ["zed", "mallory", "bob", "alice"]);
     let nobody = db.arrival(&room_id("ghost"), 10).await.unwrap();
     assert!(nobody.members.is_empty() && nobody.history.is_empty());
+    test_db.cleanup().await;
+}
+
+/// The members and history a join answers with (from its own statement) are exactly what a
+/// read right after it shows, for every guard and history length; message bodies keep every
+/// character JSON must escape.
+async fn a_join_answers_with_what_an_arrival_read_would_show(server: Server) {
+    let test_db = server.fresh().await;
+    let guards = match server {
+        Server::Mysql => JoinGuard::ALL.to_vec(),
+        Server::Sqlite => vec![JoinGuard::Conditional, JoinGuard::Optimistic],
+    };
+    let creator = connect(&test_db, JoinGuard::Conditional).await;
+    let id = room_id("shown");
+    creator
+        .open_room_and_join(&new_room("shown", 50, "host"), crate::helpers::NODE)
+        .await
+        .unwrap();
+    let shown = |messages: &[roomgate_persistence::MessageRecord]| {
+        messages
+            .iter()
+            .map(|m| {
+                (
+                    m.id,
+                    m.room_id.clone(),
+                    m.user_id.clone(),
+                    m.body.clone(),
+                    m.sent_at,
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let bodies = [
+        "plain",
+        "quote \" back\\slash",
+        "new\nline\ttab",
+        "ünïcödé 🎉",
+        "\u{1}bell\u{7}",
+        "{\"json\": [1, 2]}",
+    ];
+    let mut joiner = 0;
+    // First a room without a message (MariaDB aggregates nothing into NULL), then with them.
+    for stage in 0..2 {
+        if stage == 1 {
+            for text in bodies {
+                creator
+                    .post_message(&id, &user("host"), &body(text))
+                    .await
+                    .unwrap();
+            }
+        }
+        for guard in &guards {
+            let db = connect(&test_db, *guard).await;
+            for limit in [0, 3, 100] {
+                joiner += 1;
+                let who = user(&format!("j{joiner}"));
+                let joined = db.join_arriving(&id, &who, crate::helpers::NODE, limit);
+                let joined = joined.await.unwrap();
+                let read = db.arrival(&id, limit).await.unwrap();
+                assert_eq!(joined.arrival.members, read.members, "{guard:?} {limit}");
+                assert_eq!(joined.arrival.members.last(), Some(&who));
+                assert_eq!(
+                    shown(&joined.arrival.history),
+                    shown(&read.history),
+                    "{guard:?}, limit {limit}"
+                );
+                let expected = if stage == 0 {
+                    0
+                } else {
+                    bodies.len().min(limit as usize)
+                };
+                assert_eq!(joined.arrival.history.len(), expected);
+                assert_eq!(joined.room.attending as usize, read.members.len());
+            }
+        }
+    }
+    // The bodies went through JSON and back unchanged, oldest first.
+    let last = user("last");
+    let joined = creator.join_arriving(&id, &last, crate::helpers::NODE, 100);
+    let stored: Vec<String> = joined
+        .await
+        .unwrap()
+        .arrival
+        .history
+        .iter()
+        .map(|m| m.body.clone())
+        .collect();
+    assert_eq!(stored, bodies);
     test_db.cleanup().await;
 }
 

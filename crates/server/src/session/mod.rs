@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, Session};
 use futures_util::StreamExt as _;
 use roomgate_domain::{MessageBody, SessionId};
-use roomgate_persistence::{Arrival, DepartureReason, NewMessage, RoomRecord};
+use roomgate_persistence::{Arrival, DepartureReason, Joined, NewMessage};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
@@ -56,9 +56,6 @@ pub(crate) enum Ending {
     FrameTooBig,
     ProtocolError,
     TooSlow,
-    /// The join was committed but the room could not be loaded for the `joined` frame; to the
-    /// client this is a failed join, and the membership is undone like any other ending.
-    JoinFailed,
 }
 
 impl Ending {
@@ -74,8 +71,7 @@ impl Ending {
             | Self::RateLimited
             | Self::FrameTooBig
             | Self::ProtocolError
-            | Self::TooSlow
-            | Self::JoinFailed => DepartureReason::Disconnected,
+            | Self::TooSlow => DepartureReason::Disconnected,
         }
     }
 
@@ -97,7 +93,6 @@ impl Ending {
             Self::FrameTooBig => usual(frames::CloseCode::FrameTooLarge),
             Self::ProtocolError => usual(frames::CloseCode::ProtocolError),
             Self::TooSlow => usual(frames::CloseCode::TooSlow),
-            Self::JoinFailed => usual(frames::CloseCode::JoinFailed),
         }
     }
 }
@@ -140,7 +135,7 @@ pub(crate) async fn run(
     // the conversation that an idle member spends its life in: boxed, their states take heap
     // only while they run, instead of sizing every session's task for the largest of them.
     let admitted = match Box::pin(join::admit(&state, ticket.as_deref(), session)).await {
-        Ok(join::Admitted::Member(membership, record)) => Ok((membership, record, upgraded_at)),
+        Ok(join::Admitted::Member(membership, joined)) => Ok((membership, joined, upgraded_at)),
         Ok(join::Admitted::Waiting(place)) => {
             let span = membership::span(&place.key().room, &place.key().user);
             Box::pin(
@@ -157,7 +152,7 @@ pub(crate) async fn run(
     };
     // Presented; an idle member need not hold it for its whole stay.
     drop(ticket);
-    let (membership, record, joining_since) = match admitted {
+    let (membership, joined, joining_since) = match admitted {
         Ok(admitted) => admitted,
         Err(reason) => {
             close_with(socket, reason).await;
@@ -172,7 +167,7 @@ pub(crate) async fn run(
             session,
             state.settings.ws.outbound_queue_frames,
         );
-        let ending = match Box::pin(greet(&state, &mut socket, &membership, &record)).await {
+        let ending = match Box::pin(greet(&state, &mut socket, &membership, joined)).await {
             Ok(()) => {
                 state
                     .metrics
@@ -224,34 +219,28 @@ async fn deliver(
     }
 }
 
-/// Sends the `joined` frame and announces the newcomer to the room.
+/// Sends the `joined` frame and announces the newcomer to the room. Everything in it came with
+/// the join (`Joined`), so greeting costs no database statement; `joined` is consumed here, so
+/// a member does not keep the room's history for its whole stay.
 async fn greet(
     state: &AppState,
     socket: &mut Session,
     membership: &Membership,
-    record: &RoomRecord,
+    joined: Joined,
 ) -> Result<(), Ending> {
     let room = membership.room();
-    // Members and history in one read: it is the only statement the `joined` frame costs.
-    let arrival = state
-        .db
-        .arrival(room, state.settings.chat.history_on_join)
-        .await;
-    let Arrival { members, history } = match arrival {
-        Ok(arrival) => arrival,
-        Err(error) => {
-            tracing::warn!(%error, "could not load the room for the joined frame");
-            return Err(Ending::JoinFailed);
-        }
-    };
+    let Joined {
+        room: record,
+        arrival: Arrival { members, history },
+    } = joined;
     let seats = crate::routes::rooms::seats(state, room).await;
-    let joined = ServerFrame::Joined(JoinedFrame {
-        room: views::open_room(record, seats),
+    let frame = ServerFrame::Joined(JoinedFrame {
+        room: views::open_room(&record, seats),
         members: members.iter().map(ToString::to_string).collect(),
         history: history.iter().map(views::message).collect(),
     });
     socket
-        .text(joined.to_text())
+        .text(frame.to_text())
         .await
         .map_err(|_| Ending::Vanished)?;
     let presence = presence_text(
