@@ -85,6 +85,18 @@ pub enum Command {
     /// hand-over and re-queue after their stay. Hand-over latency, waiting time, order
     /// inversions, idle seats; exit 3 on any inversion, idle seat, over-admission or leak.
     Queue(QueueArgs),
+    /// Draws docs/BENCHMARKS.md's headline charts (one SVG each) from the figures file.
+    Charts(ChartsArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ChartsArgs {
+    /// The figures, a JSON list of charts (see `docs/benchmarks/headline.json`).
+    #[arg(long, default_value = "docs/benchmarks/headline.json")]
+    pub figures: std::path::PathBuf,
+    /// Where the SVGs go.
+    #[arg(long, default_value = "docs/benchmarks")]
+    pub out: std::path::PathBuf,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -210,6 +222,11 @@ pub struct ChurnArgs {
     /// How long to wait at the end for every room to be back to zero.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub settle: Duration,
+    /// The server's MariaDB database (`mysql://user:password@host:port/database`): first run
+    /// the same visits as bare statements through mysql_async, with no server, for as long, in
+    /// a scratch copy of its schema, and report churn as a share of that limit.
+    #[arg(long, value_name = "URL")]
+    pub bare_mysql: Option<String>,
 }
 
 /// The churn workload itself, shared by `churn` and `soak`.

@@ -10,6 +10,7 @@ mod api;
 mod cli;
 mod common;
 mod fault;
+mod headline;
 mod invariants;
 mod latency;
 mod memory;
@@ -67,6 +68,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Compare(args) => scenario::compare::run(args, &output).await?,
         Command::Soak(args) => scenario::soak::run(args, &output).await?,
         Command::Queue(args) => scenario::queue::run(args, &output).await?,
+        Command::Charts(args) => {
+            for path in headline::draw_all(&args.figures, &args.out)? {
+                println!("{}", path.display());
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
     };
     if output.json {
         println!("{}", serde_json::to_string_pretty(&report.json())?);

@@ -18,6 +18,7 @@ use crate::invariants::{AdmissionCheck, AdmissionFindings, Leak};
 use crate::latency::LatencySummary;
 use crate::progress::Progress;
 use crate::report::{self, Chart, Report, Table};
+use crate::scenario::bare;
 
 /// Users each worker rotates through.
 const USERS_PER_WORKER: u32 = 4;
@@ -45,6 +46,11 @@ pub struct ChurnResult {
     leave_latency: LatencySummary,
     admission: AdmissionFindings,
     leaks: Vec<Leak>,
+    /// With `--bare-mysql`: the same visits as bare statements, and churn's share of them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bare: Option<bare::BareResult>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    churn_to_bare: Option<f64>,
 }
 
 /// A churn workload ready to run: its rooms open and empty, its users holding tokens.
@@ -136,6 +142,8 @@ impl Churn {
             leave_latency: stats.leave.summary(),
             admission: self.check.findings(),
             leaks,
+            bare: None,
+            churn_to_bare: None,
         }
     }
 }
@@ -213,6 +221,21 @@ impl ChurnResult {
 
 pub async fn run(args: ChurnArgs, output: &OutputArgs) -> anyhow::Result<Report> {
     args.validate()?;
+    let bare = match &args.bare_mysql {
+        Some(url) => {
+            if !output.quiet {
+                eprintln!("bare statements for {:?}…", args.duration);
+            }
+            let workload = bare::BareWorkload {
+                workers: args.workload.workers,
+                rooms: args.workload.rooms,
+                capacity: args.workload.capacity,
+                duration: args.duration,
+            };
+            Some(bare::run(url, workload).await?)
+        }
+        None => None,
+    };
     let api = common::connect(&args.target).await?;
     let churn = Churn::prepare(api, &args.workload, output.quiet).await?;
 
@@ -228,10 +251,16 @@ pub async fn run(args: ChurnArgs, output: &OutputArgs) -> anyhow::Result<Report>
     progress.finish();
 
     let leaked = common::settle(&churn.api, &churn.room_ids, args.settle).await?;
-    let result = churn.result(&stats, elapsed, leaked);
+    let mut result = churn.result(&stats, elapsed, leaked);
 
     let mut report = Report::new("churn", churn.api.target().http.clone());
     report.tables.extend(result.tables("churn"));
+    if let Some(bare) = bare {
+        report.tables.push(bare.table(result.joins_per_second));
+        result.churn_to_bare = (bare.visits_per_second > 0.0)
+            .then(|| result.joins_per_second / bare.visits_per_second);
+        result.bare = Some(bare);
+    }
     report.chart = Chart::Latency {
         title: format!(
             "churn: {} workers, {} rooms × {}",

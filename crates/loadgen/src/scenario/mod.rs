@@ -1,6 +1,7 @@
 //! The seven scenarios; each validates its arguments, checks its target, runs, and returns a
 //! [`Report`](crate::report::Report).
 
+pub mod bare;
 pub mod churn;
 pub mod compare;
 pub mod fanout;
