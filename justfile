@@ -17,6 +17,15 @@ lint:
 bench:
     cargo bench --workspace
 
+# Redraws every headline chart of docs/BENCHMARKS.md from docs/benchmarks/headline.json.
+charts:
+    cargo run --release -p roomgate-loadgen -- charts
+
+# Measures the headline figures again on this machine (fresh release servers, MariaDB and SQLite).
+headline:
+    bash .ci/ensure-services
+    bash crates/loadgen/bench/headline.sh
+
 # Roomgate on MySQL 8 and Redis in containers.
 up:
     docker compose up --build

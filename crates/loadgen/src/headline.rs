@@ -116,9 +116,15 @@ pub fn draw(chart: &Headline, path: &Path) -> anyhow::Result<()> {
             _ => String::new(),
         }
     };
+    // The goal is named under the axis rather than in a legend box, which would cover bars.
+    let x_desc = match &chart.goal {
+        Some(goal) => format!("{}   (red line: goal {})", chart.unit, goal.label),
+        None => chart.unit.clone(),
+    };
     area.configure_mesh()
         .disable_y_mesh()
-        .x_desc(chart.unit.as_str())
+        .x_desc(x_desc)
+        .x_label_formatter(&|value| figure(*value))
         .y_labels(chart.bars.len())
         .y_label_formatter(&label)
         .y_label_style(("sans-serif", 13))
@@ -155,15 +161,7 @@ pub fn draw(chart: &Headline, path: &Path) -> anyhow::Result<()> {
                 (goal.value, SegmentValue::Exact(count)),
             ],
             red.stroke_width(2),
-        )))?
-        .label(format!("goal: {}", goal.label))
-        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], red.stroke_width(2)));
-        area.configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.3))
-            .label_font(("sans-serif", 13))
-            .draw()?;
+        )))?;
     }
     root.present()?;
     Ok(())
@@ -201,7 +199,7 @@ mod tests {
         let written = draw_all(&figures, &dir.path().join("out")).unwrap();
         assert_eq!(written.len(), 2);
         let svg = std::fs::read_to_string(&written[0]).unwrap();
-        for shown in ["1,234", "goal: ≥ 1,500", "peer", "just measure-it"] {
+        for shown in ["1,234", "red line: goal ≥ 1,500", "peer", "just measure-it"] {
             assert!(svg.contains(shown), "{shown} missing from {svg}");
         }
     }

@@ -73,6 +73,12 @@ struct Server {
 impl Server {
     fn start() -> Self {
         let data = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/roomgate.db", data.path().display());
+        Self::start_on(&url, data)
+    }
+
+    /// A server on `database_url` (`data` is kept until the server is dropped).
+    fn start_on(database_url: &str, data: tempfile::TempDir) -> Self {
         let mut command = Command::new(server_binary());
         for (key, _) in std::env::vars() {
             if key.starts_with("ROOMGATE") || key == "RUST_LOG" {
@@ -81,10 +87,7 @@ impl Server {
         }
         let mut child = command
             .env("ROOMGATE__SERVER__BIND", "127.0.0.1:0")
-            .env(
-                "ROOMGATE__DATABASE__URL",
-                format!("sqlite://{}/roomgate.db", data.path().display()),
-            )
+            .env("ROOMGATE__DATABASE__URL", database_url)
             .env("ROOMGATE__AUTH__DEV_TOKENS", "true")
             .env("ROOMGATE__LOG__FILTER", "error")
             .stdout(Stdio::piped())
@@ -365,6 +368,77 @@ fn compare_starts_a_server_per_guard_and_skips_what_the_server_refuses() {
     assert!(chart.contains("conditional/memory hot room") && chart.contains("spin lock"));
 }
 
+/// The MariaDB server CI provides (no database in the path).
+fn mysql_server_url() -> String {
+    let url = std::env::var("ROOMGATE_TEST_MYSQL_URL")
+        .unwrap_or_else(|_| "mysql://roomgate:roomgate@127.0.0.1:3306".to_owned());
+    let mut url = url::Url::parse(&url).expect("ROOMGATE_TEST_MYSQL_URL is a URL");
+    url.set_path("");
+    url.to_string()
+}
+
+/// Runs `sql` on the MariaDB server, returning the first column of every row.
+fn mysql(sql: &str) -> Vec<String> {
+    use mysql_async::prelude::Queryable as _;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut conn = mysql_async::Conn::from_url(mysql_server_url())
+            .await
+            .unwrap();
+        let rows: Vec<String> = conn.query(sql).await.unwrap();
+        conn.disconnect().await.unwrap();
+        rows
+    })
+}
+
+#[test]
+fn churn_beside_bare_statements_reports_both_and_leaves_no_scratch_database() {
+    let database = format!("roomgate_load_bare_test_{}", std::process::id());
+    mysql(&format!("CREATE DATABASE {database}"));
+    let database_url = format!("{}/{database}", mysql_server_url().trim_end_matches('/'));
+    let server = Server::start_on(&database_url, tempfile::tempdir().unwrap());
+    let (code, report, stderr) = load(&[
+        "churn",
+        "--url",
+        &server.url,
+        "--workers",
+        "8",
+        "--rooms",
+        "4",
+        "--capacity",
+        "8",
+        "--messages",
+        "0",
+        "--duration",
+        "2s",
+        "--bare-mysql",
+        &database_url,
+        "--json",
+        "--quiet",
+    ]);
+    drop(server);
+    let scratch_left = mysql("SHOW DATABASES LIKE 'roomgate\\_bare\\_%'");
+    mysql(&format!("DROP DATABASE {database}"));
+    assert_eq!(code, 0, "{stderr}\n{report:#}");
+    let r = &report["result"];
+    let bare = &r["bare"];
+    assert!(u(&bare["visits"]) > 10, "{bare:#}");
+    assert_eq!(u(&bare["full"]), 0, "capacity ≥ workers: {bare:#}");
+    assert_eq!(u(&bare["join_latency"]["count"]), u(&bare["visits"]));
+    let share = r["churn_to_bare"].as_f64().unwrap();
+    let expected =
+        r["joins_per_second"].as_f64().unwrap() / bare["visits_per_second"].as_f64().unwrap();
+    assert!((share - expected).abs() < 1e-9 && share > 0.0, "{r:#}");
+    assert_eq!(r["leaks"], serde_json::json!([]));
+    assert!(
+        scratch_left.is_empty(),
+        "scratch databases left: {scratch_left:?}"
+    );
+}
+
 #[test]
 fn a_target_off_this_machine_is_refused_before_any_traffic() {
     let (code, report, stderr) = load(&["storm", "--url", "http://10.20.30.40:8080", "--json"]);
@@ -372,6 +446,13 @@ fn a_target_off_this_machine_is_refused_before_any_traffic() {
     assert_eq!(report, Value::Null);
     assert!(stderr.contains("not a loopback address"), "{stderr}");
     let (code, _, stderr) = load(&["compare", "--mysql-url", "mysql://u:p@db.example.com:3306"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("not a loopback address"), "{stderr}");
+    let (code, _, stderr) = load(&[
+        "churn",
+        "--bare-mysql",
+        "mysql://u:p@db.example.com:3306/roomgate",
+    ]);
     assert_eq!(code, 2);
     assert!(stderr.contains("not a loopback address"), "{stderr}");
 }

@@ -223,6 +223,8 @@ pub async fn run(args: ChurnArgs, output: &OutputArgs) -> anyhow::Result<Report>
     args.validate()?;
     let bare = match &args.bare_mysql {
         Some(url) => {
+            // The same rule as the server's URL: this machine only, unless allowed.
+            crate::target::check_service_url(url, args.target.allow_remote)?;
             if !output.quiet {
                 eprintln!("bare statements for {:?}…", args.duration);
             }
