@@ -19,7 +19,7 @@ macro_rules! seat_statement {
     (
         $(#[$doc:meta])*
         $name:ident { $($field:ident: $ty:ty => $sql_ty:ty),* $(,)? }
-        sql: [$($piece:literal),* $(,)?]
+        sql: [$($piece:expr),* $(,)?]
     ) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy)]
@@ -55,7 +55,7 @@ macro_rules! seat_statement {
         $(#[$doc:meta])*
         $name:ident { $($field:ident: $ty:ty => $sql_ty:ty),* $(,)? }
         returns: $row:ty,
-        sql: [$($piece:literal),* $(,)?]
+        sql: [$($piece:expr),* $(,)?]
     ) => {
         seat_statement! {
             $(#[$doc])*
@@ -68,12 +68,12 @@ macro_rules! seat_statement {
         }
     };
     // SQL pieces alternate with binds: piece, bind, piece, bind, …, piece.
-    (@walk $out:ident, $self:ident, [$piece:literal $(, $rest:literal)*], [$field:ident: $sql_ty:ty $(, $rf:ident: $rt:ty)*]) => {
+    (@walk $out:ident, $self:ident, [$piece:expr $(, $rest:expr)*], [$field:ident: $sql_ty:ty $(, $rf:ident: $rt:ty)*]) => {
         $out.push_sql($piece);
         $out.push_bind_param::<$sql_ty, _>(&$self.$field)?;
         seat_statement!(@walk $out, $self, [$($rest),*], [$($rf: $rt),*]);
     };
-    (@walk $out:ident, $self:ident, [$piece:literal], []) => {
+    (@walk $out:ident, $self:ident, [$piece:expr], []) => {
         $out.push_sql($piece);
     };
 }
@@ -185,62 +185,58 @@ seat_statement! {
 // JSON arrays built by the database. They are read inside the join's transaction, after its
 // participant INSERT and under the room row's lock, so the member list is exactly the one this
 // join's event describes; and the newcomer's first frame costs no statement of its own. The
-// aggregate functions differ by dialect, hence one text per backend. The history is aggregated
-// from a derived table (the newest `limit`), whose order the aggregate does not promise: the
-// caller sorts it by id.
+// history is aggregated from a derived table (the newest `limit`), whose order the aggregate does
+// not promise: the caller sorts it by id. The two dialects differ only in the JSON functions'
+// names, so the text is written once with those as parameters.
 
-seat_statement! {
+macro_rules! record_joined_arriving {
+    ($(#[$doc:meta])* $name:ident, array_agg: $agg:literal, array: $array:literal) => {
+        seat_statement! {
+            $(#[$doc])*
+            $name {
+                user: &'a str => Text,
+                at: NaiveDateTime => Timestamp,
+                room: &'a str => Text,
+                members_room: &'a str => Text,
+                history_room: &'a str => Text,
+                limit: i64 => BigInt,
+            }
+            returns: (Integer, Nullable<Text>, Nullable<Text>),
+            sql: [
+                "INSERT INTO room_events (room_id, seq, kind, user_id, attending, reason, at) \
+                 SELECT id, last_event_seq, 'member_joined', ",
+                ", attending, NULL, ",
+                " FROM rooms WHERE id = ",
+                concat!(
+                    " RETURNING attending, (SELECT ",
+                    $agg,
+                    "(user_id ORDER BY joined_at, user_id) FROM participants WHERE room_id = "
+                ),
+                concat!(
+                    "), (SELECT ",
+                    $agg,
+                    "(",
+                    $array,
+                    "(id, user_id, body, sent_at)) FROM (\
+                     SELECT id, user_id, body, sent_at FROM messages WHERE room_id = "
+                ),
+                " ORDER BY id DESC LIMIT ",
+                ") AS recent)",
+            ]
+        }
+    };
+}
+
+record_joined_arriving! {
     /// [`RecordJoinedReturning`] plus the newcomer's view, on MariaDB: `(attending, members,
     /// history)` with `members` a JSON array of user ids in join order and `history` a JSON array
     /// of `[id, user_id, body, sent_at]` (NULL when the room has no message).
-    RecordJoinedArrivingMariadb {
-        user: &'a str => Text,
-        at: NaiveDateTime => Timestamp,
-        room: &'a str => Text,
-        members_room: &'a str => Text,
-        history_room: &'a str => Text,
-        limit: i64 => BigInt,
-    }
-    returns: (Integer, Nullable<Text>, Nullable<Text>),
-    sql: [
-        "INSERT INTO room_events (room_id, seq, kind, user_id, attending, reason, at) \
-         SELECT id, last_event_seq, 'member_joined', ",
-        ", attending, NULL, ",
-        " FROM rooms WHERE id = ",
-        " RETURNING attending, \
-         (SELECT JSON_ARRAYAGG(user_id ORDER BY joined_at, user_id) FROM participants \
-         WHERE room_id = ",
-        "), (SELECT JSON_ARRAYAGG(JSON_ARRAY(id, user_id, body, sent_at)) FROM (\
-         SELECT id, user_id, body, sent_at FROM messages WHERE room_id = ",
-        " ORDER BY id DESC LIMIT ",
-        ") AS recent)",
-    ]
+    RecordJoinedArrivingMariadb, array_agg: "JSON_ARRAYAGG", array: "JSON_ARRAY"
 }
 
-seat_statement! {
-    /// [`RecordJoinedArrivingMariadb`] on SQLite.
-    RecordJoinedArrivingSqlite {
-        user: &'a str => Text,
-        at: NaiveDateTime => Timestamp,
-        room: &'a str => Text,
-        members_room: &'a str => Text,
-        history_room: &'a str => Text,
-        limit: i64 => BigInt,
-    }
-    returns: (Integer, Nullable<Text>, Nullable<Text>),
-    sql: [
-        "INSERT INTO room_events (room_id, seq, kind, user_id, attending, reason, at) \
-         SELECT id, last_event_seq, 'member_joined', ",
-        ", attending, NULL, ",
-        " FROM rooms WHERE id = ",
-        " RETURNING attending, \
-         (SELECT json_group_array(user_id ORDER BY joined_at, user_id) FROM participants \
-         WHERE room_id = ",
-        "), (SELECT json_group_array(json_array(id, user_id, body, sent_at)) FROM (\
-         SELECT id, user_id, body, sent_at FROM messages WHERE room_id = ",
-        " ORDER BY id DESC LIMIT ",
-        ") AS recent)",
-    ]
+record_joined_arriving! {
+    /// [`RecordJoinedArrivingMariadb`] on SQLite (an empty history is `[]`).
+    RecordJoinedArrivingSqlite, array_agg: "json_group_array", array: "json_array"
 }
 
 seat_statement! {

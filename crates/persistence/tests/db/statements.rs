@@ -1,6 +1,8 @@
 //! What a visit costs in statements, counted on the connections themselves (see
-//! `roomgate_persistence::testing::statements`), and the one read that greets a newcomer.
+//! `roomgate_persistence::testing::statements`), and what greets a newcomer: the join's own
+//! answer, the same as the one read that gives it on MySQL.
 
+use roomgate_domain::{RoomId, UserId};
 use roomgate_persistence::JoinGuard;
 use roomgate_persistence::testing::{Statement, statements};
 
@@ -105,20 +107,6 @@ async fn an_arrival_is_the_members_and_the_newest_messages(server: Server) {
         let arrival = db.arrival(&id, limit).await.unwrap();
         assert_eq!(arrival.members, db.members(&id).await.unwrap());
         let history = db.history(&id, limit).await.unwrap();
-        let shown = |messages: &[roomgate_persistence::MessageRecord]| {
-            messages
-                .iter()
-                .map(|m| {
-                    (
-                        m.id,
-                        m.room_id.clone(),
-                        m.user_id.clone(),
-                        m.body.clone(),
-                        m.sent_at,
-                    )
-                })
-                .collect::<Vec<_>>()
-        };
         assert_eq!(shown(&arrival.history), shown(&history), "limit {limit}");
     }
     let names: Vec<String> = db
@@ -150,20 +138,6 @@ async fn a_join_answers_with_what_an_arrival_read_would_show(server: Server) {
         .open_room_and_join(&new_room("shown", 50, "host"), crate::helpers::NODE)
         .await
         .unwrap();
-    let shown = |messages: &[roomgate_persistence::MessageRecord]| {
-        messages
-            .iter()
-            .map(|m| {
-                (
-                    m.id,
-                    m.room_id.clone(),
-                    m.user_id.clone(),
-                    m.body.clone(),
-                    m.sent_at,
-                )
-            })
-            .collect::<Vec<_>>()
-    };
     let bodies = [
         "plain",
         "quote \" back\\slash",
@@ -273,4 +247,22 @@ async fn join_and_leave_report_the_attendance_they_recorded(server: Server) {
     assert_eq!(attendances.last(), Some(&expected));
     crate::helpers::assert_counts_agree(&creator, &id).await;
     test_db.cleanup().await;
+}
+
+/// Every field of each message, for comparing two lists of them.
+fn shown(
+    messages: &[roomgate_persistence::MessageRecord],
+) -> Vec<(u64, RoomId, UserId, String, chrono::DateTime<chrono::Utc>)> {
+    messages
+        .iter()
+        .map(|m| {
+            (
+                m.id,
+                m.room_id.clone(),
+                m.user_id.clone(),
+                m.body.clone(),
+                m.sent_at,
+            )
+        })
+        .collect()
 }
