@@ -17,7 +17,7 @@ use crate::guard::{self, OPTIMISTIC_ATTEMPTS, Recorded, SeatRequest};
 use crate::pool::{self, MysqlConn, Pools, SqliteConn, checkout};
 use crate::records::{
     Arrival, DepartureReason, EventKind, EventRecord, HeldSeat, Joined, MemberRow, MessageRecord,
-    MessageRow, NewMessage, NewRoom, ReclaimedMember, RoomRecord, new_message, node_column, now,
+    NewMessage, NewRoom, ReclaimedMember, RoomRecord, new_message, node_column, now,
     one_event_written, reclaimed,
 };
 use crate::repo::events::NewEventRow;
@@ -384,10 +384,10 @@ impl Database {
     }
 
     /// [`Database::join`], also answering with what the newcomer is shown: the members (the
-    /// newcomer included) and the newest `history` messages. On a backend with `RETURNING` the
-    /// join's own event INSERT answers with them, read inside the join's transaction, so they
-    /// cost no statement and are exactly the room as this join left it; elsewhere (MySQL) they
-    /// are one read just after the commit.
+    /// newcomer included) and the newest `history` messages, taken inside the join's
+    /// transaction, so exactly the room as this join left it. On a backend with `RETURNING` the
+    /// join's own event INSERT answers with them, so they cost no statement; elsewhere (MySQL)
+    /// they are one read before the commit.
     pub async fn join_arriving(
         &self,
         room: &RoomId,
@@ -738,7 +738,9 @@ impl Database {
     /// in one read (the same as [`Database::members`] and [`Database::history`], one round
     /// trip instead of two).
     pub async fn arrival(&self, room: &RoomId, history: u32) -> Result<Arrival, PersistenceError> {
-        with_conn!(self, |conn| read_arrival(conn, room, history).await)
+        with_conn!(self, |conn| guard::read_arrival(conn, room, history)
+            .await
+            .map_err(TxError::into_persistence))
     }
 
     /// The room's members in the order they joined (ties broken by user id).
@@ -998,25 +1000,13 @@ impl Database {
 impl Database {
     /// The room after `seat`'s join committed: from memory and the attendance the join
     /// recorded, when there are both; read otherwise (and remembered).
-    async fn room_after_join<C: RoomRepo + ParticipantRepo>(
+    async fn room_after_join<C: RoomRepo>(
         &self,
         conn: &mut C,
         seat: &SeatRequest<'_>,
-        recorded: Option<Recorded>,
+        recorded: Recorded,
     ) -> Result<(RoomRecord, Option<Arrival>), TxError> {
-        let (attending, recorded_arrival) = match recorded {
-            Some(Recorded { attending, arrival }) => (Some(attending), arrival),
-            None => (None, None),
-        };
-        let arrival = match (seat.arrival, recorded_arrival) {
-            (None, _) => None,
-            (Some(_), Some((members, history))) => Some(Arrival::from_json(
-                seat.room,
-                members.as_deref(),
-                history.as_deref(),
-            )?),
-            (Some(history), None) => Some(read_arrival(conn, seat.room, history).await?),
-        };
+        let Recorded { attending, arrival } = recorded;
         if let Some(attending) = attending {
             let attending = crate::records::stored_u32("rooms.attending", attending)?;
             if let Some(record) = self.inner.known_with(seat.room, attending) {
@@ -1027,36 +1017,6 @@ impl Database {
         self.inner.remember(&record);
         Ok((record, arrival))
     }
-}
-
-/// What a newcomer to `room` is shown, in one read (see [`Database::arrival`]).
-async fn read_arrival<C: ParticipantRepo>(
-    conn: &mut C,
-    room: &RoomId,
-    history: u32,
-) -> Result<Arrival, PersistenceError> {
-    let rows = ParticipantRepo::arrival(conn, room.as_str(), i64::from(history)).await?;
-    let mut arrival = Arrival::default();
-    for (part, user, id, body, at) in rows {
-        match (part, id, body) {
-            (0, _, _) => arrival.members.push(crate::records::stored_user_id(&user)?),
-            (_, Some(id), Some(body)) => {
-                arrival.history.push(MessageRecord::try_from(MessageRow {
-                    id,
-                    room_id: room.as_str().to_owned(),
-                    user_id: user,
-                    body,
-                    sent_at: at,
-                })?);
-            }
-            _ => {
-                return Err(PersistenceError::Internal(format!(
-                    "the arrival read of room {room} returned a message without id or body"
-                )));
-            }
-        }
-    }
-    Ok(arrival)
 }
 
 /// The room as it is right after a join committed.

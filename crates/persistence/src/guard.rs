@@ -13,7 +13,7 @@ use rand::Rng;
 use roomgate_domain::{RoomId, UserId};
 
 use crate::error::{PersistenceError, TxError};
-use crate::records::RoomRow;
+use crate::records::{Arrival, MessageRecord, MessageRow, RoomRow};
 use crate::repo::{EventRepo, ParticipantRepo, RoomRepo};
 
 /// How often the optimistic guard tries before answering `Contended`.
@@ -32,12 +32,13 @@ pub(crate) struct SeatRequest<'a> {
     pub arrival: Option<u32>,
 }
 
-/// What a guard that took a seat learned from the event's statement.
+/// What a guard that took a seat learned inside its transaction.
 pub(crate) struct Recorded {
-    /// The room's attendance after the join.
-    pub attending: i32,
-    /// The newcomer's view as JSON (members, history), when it was asked for.
-    pub arrival: Option<(Option<String>, Option<String>)>,
+    /// The room's attendance after the join, when the event's statement could say it
+    /// (`RETURNING`); `None` otherwise.
+    pub attending: Option<i32>,
+    /// The newcomer's view, when it was asked for.
+    pub arrival: Option<Arrival>,
 }
 
 /// `UPDATE … WHERE attending < capacity`: the check and the increment are one statement, so the
@@ -45,7 +46,7 @@ pub(crate) struct Recorded {
 pub(crate) async fn conditional<C>(
     conn: &mut C,
     seat: &SeatRequest<'_>,
-) -> Result<Option<Recorded>, TxError>
+) -> Result<Recorded, TxError>
 where
     C: RoomRepo + ParticipantRepo + EventRepo,
 {
@@ -60,7 +61,7 @@ where
 pub(crate) async fn pessimistic<C>(
     conn: &mut C,
     seat: &SeatRequest<'_>,
-) -> Result<Option<Recorded>, TxError>
+) -> Result<Recorded, TxError>
 where
     C: RoomRepo + ParticipantRepo + EventRepo,
 {
@@ -75,7 +76,7 @@ where
 pub(crate) async fn optimistic_attempt<C>(
     conn: &mut C,
     seat: &SeatRequest<'_>,
-) -> Result<Option<Recorded>, TxError>
+) -> Result<Recorded, TxError>
 where
     C: RoomRepo + ParticipantRepo + EventRepo,
 {
@@ -94,10 +95,7 @@ where
 /// cannot catch it). Compiled only with the `demo-unsafe` feature, to measure what the guards
 /// prevent.
 #[cfg(feature = "demo-unsafe")]
-pub(crate) async fn naive<C>(
-    conn: &mut C,
-    seat: &SeatRequest<'_>,
-) -> Result<Option<Recorded>, TxError>
+pub(crate) async fn naive<C>(conn: &mut C, seat: &SeatRequest<'_>) -> Result<Recorded, TxError>
 where
     C: RoomRepo + ParticipantRepo + EventRepo,
 {
@@ -136,10 +134,7 @@ pub(crate) fn optimistic_backoff(attempt: u32) -> Duration {
 /// The participant insert that follows a taken seat, then its event. A duplicate means the user
 /// already holds a seat: the error rolls back the seat just taken, so `attending` and
 /// `last_event_seq` are unchanged and no event is written.
-async fn add_participant<C>(
-    conn: &mut C,
-    seat: &SeatRequest<'_>,
-) -> Result<Option<Recorded>, TxError>
+async fn add_participant<C>(conn: &mut C, seat: &SeatRequest<'_>) -> Result<Recorded, TxError>
 where
     C: ParticipantRepo + EventRepo,
 {
@@ -162,28 +157,82 @@ where
         Err(e) => return Err(e.into()),
     }
     let (room, user) = (seat.room.as_str(), seat.user.as_str());
-    if let (true, Some(history)) = (seat.returning, seat.arrival) {
-        let joined =
-            EventRepo::record_joined_arriving(conn, room, user, seat.joined_at, history.into())
-                .await?;
-        crate::records::one_event_written(usize::from(joined.is_some()), seat.room)?;
-        Ok(joined.map(|(attending, members, history)| Recorded {
-            attending,
-            arrival: Some((members, history)),
-        }))
-    } else if seat.returning {
-        let attending =
-            EventRepo::record_joined_returning(conn, room, user, seat.joined_at).await?;
-        crate::records::one_event_written(usize::from(attending.is_some()), seat.room)?;
-        Ok(attending.map(|attending| Recorded {
-            attending,
-            arrival: None,
-        }))
-    } else {
-        let recorded = EventRepo::record_joined(conn, room, user, seat.joined_at).await?;
-        crate::records::one_event_written(recorded, seat.room)?;
-        Ok(None)
+    // The newcomer's view is taken here, inside the transaction and under the room row's lock,
+    // so that it is exactly the room as this join left it, and so that a view that cannot be
+    // had (or read) rolls the join back instead of leaving a committed seat without a session.
+    match (seat.returning, seat.arrival) {
+        (true, Some(history)) => {
+            let joined =
+                EventRepo::record_joined_arriving(conn, room, user, seat.joined_at, history.into())
+                    .await?;
+            crate::records::one_event_written(usize::from(joined.is_some()), seat.room)?;
+            let Some((attending, members, history)) = joined else {
+                return Ok(Recorded {
+                    attending: None,
+                    arrival: None,
+                });
+            };
+            let arrival = Arrival::from_json(seat.room, members.as_deref(), history.as_deref())?;
+            Ok(Recorded {
+                attending: Some(attending),
+                arrival: Some(arrival),
+            })
+        }
+        (true, None) => {
+            let attending =
+                EventRepo::record_joined_returning(conn, room, user, seat.joined_at).await?;
+            crate::records::one_event_written(usize::from(attending.is_some()), seat.room)?;
+            Ok(Recorded {
+                attending,
+                arrival: None,
+            })
+        }
+        (false, arrival) => {
+            let recorded = EventRepo::record_joined(conn, room, user, seat.joined_at).await?;
+            crate::records::one_event_written(recorded, seat.room)?;
+            let arrival = match arrival {
+                Some(history) => Some(read_arrival(conn, seat.room, history).await?),
+                None => None,
+            };
+            Ok(Recorded {
+                attending: None,
+                arrival,
+            })
+        }
     }
+}
+
+/// What a newcomer to `room` is shown, in one read: its members in the order they joined and
+/// its newest `history` messages, oldest first. Database errors stay `TxError::Db`, so a
+/// connection that died here is recognised as such.
+pub(crate) async fn read_arrival<C: ParticipantRepo>(
+    conn: &mut C,
+    room: &RoomId,
+    history: u32,
+) -> Result<Arrival, TxError> {
+    let rows = ParticipantRepo::arrival(conn, room.as_str(), i64::from(history)).await?;
+    let mut arrival = Arrival::default();
+    for (part, user, id, body, at) in rows {
+        match (part, id, body) {
+            (0, _, _) => arrival.members.push(crate::records::stored_user_id(&user)?),
+            (_, Some(id), Some(body)) => {
+                arrival.history.push(MessageRecord::try_from(MessageRow {
+                    id,
+                    room_id: room.as_str().to_owned(),
+                    user_id: user,
+                    body,
+                    sent_at: at,
+                })?);
+            }
+            _ => {
+                return Err(PersistenceError::Internal(format!(
+                    "the arrival read of room {room} returned a message without id or body"
+                ))
+                .into());
+            }
+        }
+    }
+    Ok(arrival)
 }
 
 /// Why no seat was taken: the room is missing, the user is already in it, or it is full.

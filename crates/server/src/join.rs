@@ -13,6 +13,7 @@ use roomgate_admission::{Attached, PendingRooms, PermitStore, SeatGuard, StoreEr
 use roomgate_domain::{AdmissionError, SessionId, Ticket, UserRoomKey};
 use roomgate_persistence::{Arrival, Joined, NewRoom, PersistenceError};
 
+use crate::hub::Subscription;
 use crate::session::frames::CloseCode;
 use crate::session::membership::{self, ClaimedSeat, Membership};
 use crate::state::AppState;
@@ -67,11 +68,21 @@ impl From<PersistenceError> for Refusal {
     }
 }
 
+/// A committed membership, what its newcomer is shown, and its subscription to the room.
+#[derive(Debug)]
+pub struct Seated {
+    pub membership: Membership,
+    /// The room as the join left it, and its members and history at that moment.
+    pub joined: Joined,
+    /// Taken before the join was committed (see [`join_seat`]).
+    pub subscription: Subscription,
+}
+
 /// What a WebSocket's ticket admitted it to.
 #[derive(Debug)]
 pub enum Admitted {
-    /// A committed membership, the room as the join left it and what the newcomer is shown.
-    Member(Membership, Joined),
+    /// A seat, joined (boxed: it is the larger by far, and short-lived).
+    Member(Box<Seated>),
     /// A place in the room's waiting line, now held by this socket.
     Waiting(WaitGuard),
 }
@@ -87,24 +98,33 @@ pub async fn admit(
         .and_then(|text| Ticket::parse(text).ok())
         .ok_or(Refusal::InvalidTicket)?;
     match state.permits.attach(&ticket, session).await? {
-        Attached::Seat(guard) => {
-            let (membership, joined) = join_seat(state, guard).await?;
-            Ok(Admitted::Member(membership, joined))
-        }
+        Attached::Seat(guard) => Ok(Admitted::Member(Box::new(join_seat(state, guard).await?))),
         Attached::Waiting(place) => Ok(Admitted::Waiting(place)),
     }
 }
 
 /// Commits the membership a confirmed seat stands for.
-pub async fn join_seat(
-    state: &Arc<AppState>,
-    guard: SeatGuard,
-) -> Result<(Membership, Joined), Refusal> {
+///
+/// The session subscribes to the room first. The newcomer's view (members, history) is taken
+/// inside the join's transaction, so every frame the room publishes after it is then either
+/// queued for this session already or was published before the view was taken and is in it:
+/// nothing falls between the two. (A frame published between the subscription and the view can
+/// come twice, once in the view and once live; chat messages carry their id for that.)
+pub async fn join_seat(state: &Arc<AppState>, guard: SeatGuard) -> Result<Seated, Refusal> {
+    let subscription = state.hub.subscribe(
+        guard.key().room.clone(),
+        guard.session(),
+        state.settings.ws.outbound_queue_frames,
+    );
     let seat = ClaimedSeat::claim(state, guard);
     match commit_membership(state, seat.key()).await {
         Ok(joined) => {
             state.catalog.remember(&joined.room);
-            Ok((Membership::new(Arc::clone(state), seat), joined))
+            Ok(Seated {
+                membership: Membership::new(Arc::clone(state), seat),
+                joined,
+                subscription,
+            })
         }
         Err(refusal @ Refusal::Interrupted(_)) => {
             // The commit may have reached the database even though its answer did not reach

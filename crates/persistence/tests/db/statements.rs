@@ -12,6 +12,7 @@ on_both!(
     a_visit_is_ten_statements,
     an_arrival_is_the_members_and_the_newest_messages,
     a_join_answers_with_what_an_arrival_read_would_show,
+    a_join_shows_the_longest_history_whatever_its_bodies_escape_to,
     join_and_leave_report_the_attendance_they_recorded,
 );
 
@@ -265,4 +266,32 @@ fn shown(
             )
         })
         .collect()
+}
+
+/// Fifty messages of 4,000 characters that JSON escapes to six bytes each: their history is
+/// over 1 MiB as JSON, past MariaDB's default cap on an aggregate (`group_concat_max_len`),
+/// which the server's connections raise. The join still answers with all of them, intact.
+async fn a_join_shows_the_longest_history_whatever_its_bodies_escape_to(server: Server) {
+    let test_db = server.fresh().await;
+    let db = connect(&test_db, JoinGuard::Conditional).await;
+    let id = room_id("long");
+    db.open_room_and_join(&new_room("long", 10, "host"), crate::helpers::NODE)
+        .await
+        .unwrap();
+    let text: String = "\u{1}".repeat(3999) + "x";
+    for _ in 0..50 {
+        db.post_message(&id, &user("host"), &body(&text))
+            .await
+            .unwrap();
+    }
+    let guest = user("guest");
+    let joined = db.join_arriving(&id, &guest, crate::helpers::NODE, 50);
+    let joined = joined.await.unwrap();
+    assert_eq!(joined.arrival.history.len(), 50);
+    assert!(joined.arrival.history.iter().all(|m| m.body == text));
+    assert_eq!(
+        shown(&joined.arrival.history),
+        shown(&db.history(&id, 50).await.unwrap())
+    );
+    test_db.cleanup().await;
 }

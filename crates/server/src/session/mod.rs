@@ -135,7 +135,7 @@ pub(crate) async fn run(
     // the conversation that an idle member spends its life in: boxed, their states take heap
     // only while they run, instead of sizing every session's task for the largest of them.
     let admitted = match Box::pin(join::admit(&state, ticket.as_deref(), session)).await {
-        Ok(join::Admitted::Member(membership, joined)) => Ok((membership, joined, upgraded_at)),
+        Ok(join::Admitted::Member(seated)) => Ok((*seated, upgraded_at)),
         Ok(join::Admitted::Waiting(place)) => {
             let span = membership::span(&place.key().room, &place.key().user);
             Box::pin(
@@ -152,7 +152,14 @@ pub(crate) async fn run(
     };
     // Presented; an idle member need not hold it for its whole stay.
     drop(ticket);
-    let (membership, joined, joining_since) = match admitted {
+    let (
+        join::Seated {
+            membership,
+            joined,
+            mut subscription,
+        },
+        joining_since,
+    ) = match admitted {
         Ok(admitted) => admitted,
         Err(reason) => {
             close_with(socket, reason).await;
@@ -162,11 +169,6 @@ pub(crate) async fn run(
     // From here on every log line of the session carries its room and user.
     let span = membership::span(membership.room(), membership.user());
     async move {
-        let mut subscription = state.hub.subscribe(
-            membership.room().clone(),
-            session,
-            state.settings.ws.outbound_queue_frames,
-        );
         let ending = match Box::pin(greet(&state, &mut socket, &membership, joined)).await {
             Ok(()) => {
                 state

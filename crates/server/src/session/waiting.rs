@@ -16,13 +16,12 @@ use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseReason, Session}
 use futures_util::StreamExt as _;
 use roomgate_admission::{PermitStore, PlaceStatus, StoreError, WaitGuard};
 use roomgate_api::{ServerFrame, WaitingFrame};
-use roomgate_persistence::Joined;
 use tokio_util::sync::CancellationToken;
 
 use super::Ending;
 use super::frames::{ClientFrame, FrameErrorCode, error_text};
-use super::membership::Membership;
 use crate::join;
+use crate::join::Seated;
 use crate::rate_limit::session_limiter;
 use crate::state::AppState;
 
@@ -49,7 +48,7 @@ pub(crate) async fn wait_for_seat(
     incoming: &mut AggregatedMessageStream,
     connection_closed: &CancellationToken,
     place: WaitGuard,
-) -> Result<(Membership, Joined, Instant), Ended> {
+) -> Result<(Seated, Instant), Ended> {
     // Watch before the first look, so that no move of the line between the two is missed.
     let mut line = state.permits.watch_line(&place.key().room);
     let limiter = session_limiter(state.settings.limits.ws_messages_per_second);
@@ -84,7 +83,7 @@ pub(crate) async fn wait_for_seat(
                 let joining_since = Instant::now();
                 return join::join_seat(state, seat)
                     .await
-                    .map(|(membership, joined)| (membership, joined, joining_since))
+                    .map(|seated| (seated, joining_since))
                     .map_err(Ended::Refused);
             }
             // Given up with `DELETE …/reservations/me` (or reclaimed): nothing left to wait for.
