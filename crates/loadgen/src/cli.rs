@@ -487,6 +487,12 @@ impl StormArgs {
 impl ChurnArgs {
     pub fn validate(&self) -> Result<(), UsageError> {
         self.workload.validate()?;
+        if self.bare_mysql.is_some() && self.workload.messages > 0 {
+            return Err(usage(
+                "bare-mysql",
+                "measures visits without messages: add --messages 0",
+            ));
+        }
         duration_in_range("duration", self.duration)?;
         duration_in_range("settle", self.settle)?;
         positive_count("count", self.count)?;

@@ -450,6 +450,8 @@ fn a_target_off_this_machine_is_refused_before_any_traffic() {
     assert!(stderr.contains("not a loopback address"), "{stderr}");
     let (code, _, stderr) = load(&[
         "churn",
+        "--messages",
+        "0",
         "--bare-mysql",
         "mysql://u:p@db.example.com:3306/roomgate",
     ]);
@@ -464,6 +466,18 @@ fn a_missing_server_is_an_error_not_a_report() {
     assert_eq!(code, 1);
     assert_eq!(report, Value::Null);
     assert!(stderr.contains("no Roomgate answers"), "{stderr}");
+}
+
+#[test]
+fn bare_statements_are_refused_beside_visits_that_send_messages() {
+    let url = "mysql://roomgate:roomgate@127.0.0.1:3306/roomgate";
+    let (code, report, stderr) = load(&["churn", "--bare-mysql", url, "--json"]);
+    assert_eq!(code, 2);
+    assert_eq!(report, Value::Null);
+    assert!(
+        stderr.contains("--bare-mysql") && stderr.contains("--messages 0"),
+        "{stderr}"
+    );
 }
 
 #[test]

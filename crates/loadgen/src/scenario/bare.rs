@@ -7,9 +7,14 @@
 //! no WebSocket and no permit in between: what the database alone allows on this machine. Churn
 //! divided by this is the share of the limit the whole server reaches.
 //!
+//! On MariaDB the event INSERTs carry the server's `RETURNING` clauses too: the leave's answers
+//! with the attendance, the join's also with the members and the newest 50 messages as JSON (the
+//! `joined` frame's view), so the bare visit does the database work the server's does.
+//!
 //! The statements run in a scratch database on the same MariaDB server, its tables created from
 //! the server's own (`SHOW CREATE TABLE`), so the schema, indexes and checks are the server's,
-//! while the server's reaper never sees these rows. The scratch database is dropped at the end.
+//! while the server's reaper never sees these rows. The scratch database is dropped at the end;
+//! a run killed before that leaves its `roomgate_bare_<pid>` behind.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,8 +28,9 @@ use serde::Serialize;
 use crate::latency::{Latency, LatencySummary};
 use crate::report::{self, Table};
 
-/// The tables a visit writes, created in the scratch database as the server created them.
-const TABLES: [&str; 3] = ["rooms", "participants", "room_events"];
+/// The tables a visit writes (and `messages`, which the join's view reads), created in the
+/// scratch database as the server created them, in an order their foreign keys allow.
+const TABLES: [&str; 4] = ["rooms", "participants", "messages", "room_events"];
 
 /// The node every bare participant row names (the column is NOT NULL; nothing reads it here).
 const NODE: i64 = 1;
@@ -44,6 +50,20 @@ const LEAVE_MEMBER: &str =
 const LEAVE_EVENT: &str = "INSERT INTO room_events (room_id, seq, kind, user_id, attending, reason, at) \
      SELECT id, last_event_seq, 'member_left', ?, attending, 'left', UTC_TIMESTAMP(6) \
      FROM rooms WHERE id = ?";
+
+/// [`JOIN_EVENT`] as the server sends it on MariaDB: answering with the attendance, the members
+/// and the newest 50 messages (the `joined` frame's view).
+const JOIN_EVENT_RETURNING: &str = "INSERT INTO room_events (room_id, seq, kind, user_id, attending, reason, at) \
+     SELECT id, last_event_seq, 'member_joined', ?, attending, NULL, UTC_TIMESTAMP(6) \
+     FROM rooms WHERE id = ? RETURNING attending, \
+     (SELECT JSON_ARRAYAGG(user_id ORDER BY joined_at, user_id) FROM participants WHERE room_id = ?), \
+     (SELECT JSON_ARRAYAGG(JSON_ARRAY(id, user_id, body, sent_at)) FROM (\
+     SELECT id, user_id, body, sent_at FROM messages WHERE room_id = ? ORDER BY id DESC LIMIT 50) AS recent)";
+
+/// [`LEAVE_EVENT`] as the server sends it on MariaDB: answering with the attendance.
+const LEAVE_EVENT_RETURNING: &str = "INSERT INTO room_events (room_id, seq, kind, user_id, attending, reason, at) \
+     SELECT id, last_event_seq, 'member_left', ?, attending, 'left', UTC_TIMESTAMP(6) \
+     FROM rooms WHERE id = ? RETURNING attending";
 
 #[derive(Debug, Clone, Serialize)]
 pub struct BareResult {
@@ -111,22 +131,31 @@ pub struct BareWorkload {
 /// Runs the bare visits against a scratch copy of the schema next to `database_url`'s database.
 pub async fn run(database_url: &str, workload: BareWorkload) -> anyhow::Result<BareResult> {
     let source = Opts::from_url(database_url).context("parsing --bare-mysql")?;
-    let schema = source
-        .db_name()
-        .context("--bare-mysql must name the server's database")?
-        .to_owned();
+    let schema = quoted(
+        source
+            .db_name()
+            .context("--bare-mysql must name the server's database")?,
+    );
     let scratch = format!("roomgate_bare_{}", std::process::id());
     let mut admin = mysql_async::Conn::new(source.clone()).await?;
+    let version: String = admin
+        .query_first("SELECT VERSION()")
+        .await?
+        .context("the server did not say its version")?;
+    // The server uses `RETURNING` where the database has it: MariaDB (10.5 and later).
+    let returning = version.to_ascii_lowercase().contains("mariadb");
     admin
-        .query_drop(format!("CREATE DATABASE `{scratch}`"))
+        .query_drop(format!("CREATE DATABASE {}", quoted(&scratch)))
         .await?;
-    let outcome = async {
+    let measured = async {
+        admin
+            .query_drop(format!("USE {}", quoted(&scratch)))
+            .await?;
         for table in TABLES {
             let (_, create): (String, String) = admin
-                .query_first(format!("SHOW CREATE TABLE `{schema}`.`{table}`"))
+                .query_first(format!("SHOW CREATE TABLE {schema}.{}", quoted(table)))
                 .await?
                 .with_context(|| format!("the server's database has no table {table}"))?;
-            admin.query_drop(format!("USE `{scratch}`")).await?;
             admin.query_drop(create).await?;
         }
         let rooms: Vec<String> = (0..workload.rooms)
@@ -156,22 +185,34 @@ pub async fn run(database_url: &str, workload: BareWorkload) -> anyhow::Result<B
                     .with_reset_connection(false),
             );
         let pool = mysql_async::Pool::new(opts);
-        let measured = drive(&pool, workload).await;
+        let measured = drive(&pool, workload, returning).await;
         pool.disconnect().await?;
         measured
     }
     .await;
-    admin
-        .query_drop(format!("DROP DATABASE `{scratch}`"))
-        .await?;
-    outcome
+    let dropped = admin
+        .query_drop(format!("DROP DATABASE {}", quoted(&scratch)))
+        .await;
+    // The run's own error says more than the clean-up's.
+    let result = measured?;
+    dropped.with_context(|| format!("dropping the scratch database {scratch}"))?;
+    Ok(result)
 }
 
-async fn drive(pool: &mysql_async::Pool, workload: BareWorkload) -> anyhow::Result<BareResult> {
+/// `name` as a MariaDB identifier.
+fn quoted(name: &str) -> String {
+    format!("`{}`", name.replace('`', "``"))
+}
+
+async fn drive(
+    pool: &mysql_async::Pool,
+    workload: BareWorkload,
+    returning: bool,
+) -> anyhow::Result<BareResult> {
     // A short unmeasured start: connections open and statements prepared, as on a warm server.
-    run_workers(pool, workload, Duration::from_millis(500)).await?;
+    run_workers(pool, workload, returning, Duration::from_millis(500)).await?;
     let started = Instant::now();
-    let totals = run_workers(pool, workload, workload.duration).await?;
+    let totals = run_workers(pool, workload, returning, workload.duration).await?;
     let seconds = started.elapsed().as_secs_f64();
     Ok(BareResult {
         workers: workload.workers,
@@ -196,6 +237,7 @@ struct Totals {
 async fn run_workers(
     pool: &mysql_async::Pool,
     workload: BareWorkload,
+    returning: bool,
     duration: Duration,
 ) -> anyhow::Result<Totals> {
     let deadline = Instant::now() + duration;
@@ -210,13 +252,13 @@ async fn run_workers(
             while Instant::now() < deadline {
                 let room = format!("bare-{}", rand::rng().random_range(0..*rooms));
                 let started = Instant::now();
-                if !join(&pool, &room, &user).await? {
+                if !join(&pool, &room, &user, returning).await? {
                     totals.full += 1;
                     continue;
                 }
                 totals.join.record(started.elapsed());
                 let started = Instant::now();
-                leave(&pool, &room, &user).await?;
+                leave(&pool, &room, &user, returning).await?;
                 totals.leave.record(started.elapsed());
                 totals.visits += 1;
             }
@@ -235,7 +277,12 @@ async fn run_workers(
 }
 
 /// The join transaction; `false` when the room was full (nothing written).
-async fn join(pool: &mysql_async::Pool, room: &str, user: &str) -> anyhow::Result<bool> {
+async fn join(
+    pool: &mysql_async::Pool,
+    room: &str,
+    user: &str,
+    returning: bool,
+) -> anyhow::Result<bool> {
     let mut conn = pool.get_conn().await?;
     let mut tx = conn.start_transaction(TxOpts::default()).await?;
     tx.exec_drop(JOIN_SEAT, (room,)).await?;
@@ -244,19 +291,37 @@ async fn join(pool: &mysql_async::Pool, room: &str, user: &str) -> anyhow::Resul
         return Ok(false);
     }
     tx.exec_drop(JOIN_MEMBER, (room, user, NODE)).await?;
-    tx.exec_drop(JOIN_EVENT, (user, room)).await?;
+    if returning {
+        // Read like the server reads it: the whole row, the view's JSON included.
+        let view: Option<(i32, Option<String>, Option<String>)> = tx
+            .exec_first(JOIN_EVENT_RETURNING, (user, room, room, room))
+            .await?;
+        anyhow::ensure!(view.is_some(), "the join's event was not written");
+    } else {
+        tx.exec_drop(JOIN_EVENT, (user, room)).await?;
+    }
     tx.commit().await?;
     Ok(true)
 }
 
 /// The leave transaction of a seat the same worker holds.
-async fn leave(pool: &mysql_async::Pool, room: &str, user: &str) -> anyhow::Result<()> {
+async fn leave(
+    pool: &mysql_async::Pool,
+    room: &str,
+    user: &str,
+    returning: bool,
+) -> anyhow::Result<()> {
     let mut conn = pool.get_conn().await?;
     let mut tx = conn.start_transaction(TxOpts::default()).await?;
     tx.exec_drop(LEAVE_SEAT, (room, user, NODE)).await?;
     anyhow::ensure!(tx.affected_rows() == 1, "the seat in {room} was not held");
     tx.exec_drop(LEAVE_MEMBER, (room, user, NODE)).await?;
-    tx.exec_drop(LEAVE_EVENT, (user, room)).await?;
+    if returning {
+        let attending: Option<i32> = tx.exec_first(LEAVE_EVENT_RETURNING, (user, room)).await?;
+        anyhow::ensure!(attending.is_some(), "the leave's event was not written");
+    } else {
+        tx.exec_drop(LEAVE_EVENT, (user, room)).await?;
+    }
     tx.commit().await?;
     Ok(())
 }
