@@ -3,7 +3,8 @@
 # other on this machine, each against a fresh release server on a fresh database:
 #
 #   churn + bare   roomgate-load churn --messages 0 --bare-mysql (visits/s, and the same visits
-#                  as bare statements in the same run), with the server's CPU per visit
+#                  as bare statements in the same run, alone and as the server sends them), with
+#                  the server's CPU per visit
 #   storm          roomgate-load storm --concurrency 64, on MariaDB and on SQLite, alternated
 #   fanout         roomgate-load fanout (200,000 deliveries/s offered)
 #   idle           roomgate-load idle (the server's memory per idle member)
@@ -101,8 +102,11 @@ python3 - "$OUT" "$churn_cpu_ms" <<'PY'
 import json, sys, glob
 out, cpu = sys.argv[1], sys.argv[2]
 churn = json.load(open(f"{out}/churn.json"))["result"]
-print(f"churn visits/s {churn['joins_per_second']:.0f}, bare visits/s {churn['bare']['visits_per_second']:.0f}, "
-      f"churn/bare {churn['churn_to_bare']:.2f}, server CPU per visit {cpu} ms")
+print(f"churn visits/s {churn['joins_per_second']:.0f}, server CPU per visit {cpu} ms")
+print(f"bare (floor) visits/s {churn['bare']['visits_per_second']:.0f}, churn/bare {churn['churn_to_bare']:.2f}")
+if "bare_as_sent" in churn:
+    print(f"bare as the server sends them visits/s {churn['bare_as_sent']['visits_per_second']:.0f}, "
+          f"churn/that {churn['churn_to_bare_as_sent']:.2f}")
 for backend in ("mysql", "sqlite"):
     times = [json.load(open(f))["result"]["reserve_phase_seconds"] for f in sorted(glob.glob(f"{out}/storm-{backend}-*.json"))]
     print(f"storm {backend}: reservation phase {', '.join(f'{t:.2f}' for t in times)} s")

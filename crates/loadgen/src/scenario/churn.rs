@@ -46,11 +46,16 @@ pub struct ChurnResult {
     leave_latency: LatencySummary,
     admission: AdmissionFindings,
     leaks: Vec<Leak>,
-    /// With `--bare-mysql`: the same visits as bare statements, and churn's share of them.
+    /// With `--bare-mysql`: the same visits as bare statements (the floor), and churn's share.
     #[serde(skip_serializing_if = "Option::is_none")]
     bare: Option<bare::BareResult>,
     #[serde(skip_serializing_if = "Option::is_none")]
     churn_to_bare: Option<f64>,
+    /// On MariaDB: the bare statements as the server sends them, and churn's share of those.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bare_as_sent: Option<bare::BareResult>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    churn_to_bare_as_sent: Option<f64>,
 }
 
 /// A churn workload ready to run: its rooms open and empty, its users holding tokens.
@@ -144,6 +149,8 @@ impl Churn {
             leaks,
             bare: None,
             churn_to_bare: None,
+            bare_as_sent: None,
+            churn_to_bare_as_sent: None,
         }
     }
 }
@@ -226,7 +233,7 @@ pub async fn run(args: ChurnArgs, output: &OutputArgs) -> anyhow::Result<Report>
             // The same rule as the server's URL: this machine only, unless allowed.
             crate::target::check_service_url(url, args.target.allow_remote)?;
             if !output.quiet {
-                eprintln!("bare statements for {:?}…", args.duration);
+                eprintln!("bare statements, two runs of {:?}…", args.duration);
             }
             let workload = bare::BareWorkload {
                 workers: args.workload.workers,
@@ -257,11 +264,17 @@ pub async fn run(args: ChurnArgs, output: &OutputArgs) -> anyhow::Result<Report>
 
     let mut report = Report::new("churn", churn.api.target().http.clone());
     report.tables.extend(result.tables("churn"));
-    if let Some(bare) = bare {
+    for bare in bare.into_iter().flatten() {
         report.tables.push(bare.table(result.joins_per_second));
-        result.churn_to_bare = (bare.visits_per_second > 0.0)
+        let share = (bare.visits_per_second > 0.0)
             .then(|| result.joins_per_second / bare.visits_per_second);
-        result.bare = Some(bare);
+        if bare.as_sent {
+            result.churn_to_bare_as_sent = share;
+            result.bare_as_sent = Some(bare);
+        } else {
+            result.churn_to_bare = share;
+            result.bare = Some(bare);
+        }
     }
     report.chart = Chart::Latency {
         title: format!(
