@@ -165,12 +165,8 @@ where
             let joined =
                 EventRepo::record_joined_arriving(conn, room, user, seat.joined_at, history.into())
                     .await?;
-            crate::records::one_event_written(usize::from(joined.is_some()), seat.room)?;
             let Some((attending, members, history)) = joined else {
-                return Ok(Recorded {
-                    attending: None,
-                    arrival: None,
-                });
+                return Err(crate::records::events_written(0, seat.room).into());
             };
             let arrival = Arrival::from_json(seat.room, members.as_deref(), history.as_deref())?;
             Ok(Recorded {

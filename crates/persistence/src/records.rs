@@ -391,10 +391,15 @@ pub(crate) fn one_event_written(inserted: usize, room: &RoomId) -> Result<(), Pe
     if inserted == 1 {
         Ok(())
     } else {
-        Err(PersistenceError::Internal(format!(
-            "the event of a change to room {room} inserted {inserted} rows, not 1"
-        )))
+        Err(events_written(inserted, room))
     }
+}
+
+/// The error for an event INSERT that wrote `inserted` rows instead of one.
+pub(crate) fn events_written(inserted: usize, room: &RoomId) -> PersistenceError {
+    PersistenceError::Internal(format!(
+        "the event of a change to room {room} inserted {inserted} rows, not 1"
+    ))
 }
 
 /// Node ids are 63-bit so that they fit a signed BIGINT; anything larger is a caller's bug.
