@@ -15,6 +15,7 @@ use crate::helpers::{
 use crate::on_both_databases;
 
 on_both_databases!(
+    a_newcomer_misses_no_message_posted_while_it_joins,
     concurrent_senders_reach_every_member_in_id_order,
     a_message_the_database_refuses_is_answered_to_its_sender_and_published_to_no_one,
     one_refused_message_does_not_fail_the_others_stored_with_it,
@@ -207,6 +208,60 @@ async fn one_refused_message_does_not_fail_the_others_stored_with_it(backend: Ba
             errors,
             vec![FrameErrorCode::Unavailable; refused],
             "member {i}"
+        );
+    }
+    app.shutdown().await;
+}
+
+/// Messages posted while newcomers join: each newcomer's history and the messages it then
+/// receives live, together, hold every message from the oldest one it was shown onwards. Its
+/// view of the room is taken inside the join and it subscribes before that, so no message can
+/// fall between the two (one may come twice).
+async fn a_newcomer_misses_no_message_posted_while_it_joins(backend: Backend) {
+    const MESSAGES: usize = 300;
+    const NEWCOMERS: usize = 8;
+    let app =
+        spawn_app_with(AppOptions::new(backend).with("limits.ws_messages_per_second", 100_000))
+            .await;
+    let mut sender = app.open_room("talker", "lively", 20).await;
+    let posting = async {
+        // One message at a time, each echoed before the next: the room's messages in id order.
+        let mut ids = Vec::with_capacity(MESSAGES);
+        for n in 0..MESSAGES {
+            send_frame(&mut sender, &say(&format!("n{n}"))).await;
+            ids.push(next_message(&mut sender).await.id);
+        }
+        send_frame(&mut sender, &say("done")).await;
+        next_message(&mut sender).await;
+        ids
+    };
+    let newcomers = (0..NEWCOMERS).map(|i| {
+        let app = &app;
+        async move {
+            tokio::time::sleep(std::time::Duration::from_millis(25 * i as u64)).await;
+            let (mut ws, joined) = app.join(&format!("newcomer{i}"), "lively").await;
+            let mut seen: Vec<u64> = joined.history.iter().map(|m| m.id).collect();
+            loop {
+                let message = next_message(&mut ws).await;
+                if message.body == "done" {
+                    break;
+                }
+                seen.push(message.id);
+            }
+            (i, seen)
+        }
+    });
+    let (posted, seen_by) = tokio::join!(posting, futures_util::future::join_all(newcomers));
+    for (i, seen) in seen_by {
+        let first = seen.iter().min().copied().unwrap_or(u64::MAX);
+        let missed: Vec<u64> = posted
+            .iter()
+            .copied()
+            .filter(|id| *id >= first && !seen.contains(id))
+            .collect();
+        assert!(
+            missed.is_empty(),
+            "newcomer{i} missed {missed:?} (first shown {first})"
         );
     }
     app.shutdown().await;
