@@ -79,3 +79,22 @@ pub async fn assert_counts_agree(db: &Database, room: &RoomId) -> u32 {
     assert!(record.attending <= record.capacity);
     record.attending
 }
+
+/// Runs `sql` on the test database beside the `Database` under test (to plant a row no
+/// operation would write), waiting for SQLite's lock rather than failing.
+pub async fn execute_raw(test_db: &TestDatabase, sql: &str) {
+    let url = test_db.url();
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        use diesel::{Connection as _, RunQueryDsl as _};
+        let mut conn = diesel::SqliteConnection::establish(path).unwrap();
+        diesel::sql_query("PRAGMA busy_timeout = 5000")
+            .execute(&mut conn)
+            .unwrap();
+        diesel::sql_query(sql).execute(&mut conn).unwrap();
+    } else {
+        use mysql_async::prelude::Queryable as _;
+        let mut conn = mysql_async::Conn::from_url(url).await.unwrap();
+        conn.query_drop(sql).await.unwrap();
+        conn.disconnect().await.unwrap();
+    }
+}

@@ -13,6 +13,7 @@ on_both!(
     an_arrival_is_the_members_and_the_newest_messages,
     a_join_answers_with_what_an_arrival_read_would_show,
     a_join_shows_the_longest_history_whatever_its_bodies_escape_to,
+    a_join_whose_view_cannot_be_read_leaves_nothing_behind,
     join_and_leave_report_the_attendance_they_recorded,
 );
 
@@ -293,5 +294,47 @@ async fn a_join_shows_the_longest_history_whatever_its_bodies_escape_to(server: 
         shown(&joined.arrival.history),
         shown(&db.history(&id, 50).await.unwrap())
     );
+    test_db.cleanup().await;
+}
+
+/// The newcomer's view is taken inside the join's transaction: a view that cannot be read (here
+/// a stored message whose author is not a valid user id) refuses the join and rolls it back, so
+/// no seat, member row or event is left for a session that will never run.
+async fn a_join_whose_view_cannot_be_read_leaves_nothing_behind(server: Server) {
+    let test_db = server.fresh().await;
+    let guards = match server {
+        Server::Mysql => JoinGuard::ALL.to_vec(),
+        Server::Sqlite => vec![JoinGuard::Conditional, JoinGuard::Optimistic],
+    };
+    let creator = connect(&test_db, JoinGuard::Conditional).await;
+    let id = room_id("spoiled");
+    creator
+        .open_room_and_join(&new_room("spoiled", 10, "host"), crate::helpers::NODE)
+        .await
+        .unwrap();
+    crate::helpers::execute_raw(
+        &test_db,
+        "INSERT INTO messages (room_id, user_id, body, sent_at) \
+         VALUES ('spoiled', 'Not A User!', 'planted', '2026-01-01 00:00:00.000000')",
+    )
+    .await;
+    let events_before = creator.events(&id, 0, 100).await.unwrap().len();
+    let guest = user("guest");
+    for guard in guards {
+        let db = connect(&test_db, guard).await;
+        let refused = db
+            .join_arriving(&id, &guest, crate::helpers::NODE, 10)
+            .await;
+        assert!(refused.is_err(), "{guard:?}: {refused:?}");
+        assert_eq!(crate::helpers::assert_counts_agree(&creator, &id).await, 1);
+        assert_eq!(creator.members(&id).await.unwrap(), [user("host")]);
+        assert_eq!(
+            creator.events(&id, 0, 100).await.unwrap().len(),
+            events_before
+        );
+    }
+    // Nothing of the refused joins is left: the same user joins (without the history).
+    let joined = creator.join_arriving(&id, &guest, crate::helpers::NODE, 0);
+    assert_eq!(joined.await.unwrap().arrival.members, [user("host"), guest]);
     test_db.cleanup().await;
 }
