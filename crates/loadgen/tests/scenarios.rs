@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+mod common;
+
 const LOAD: &str = env!("CARGO_BIN_EXE_roomgate-load");
 
 /// `target/<profile>/roomgate`, built on first use.
@@ -368,15 +370,6 @@ fn compare_starts_a_server_per_guard_and_skips_what_the_server_refuses() {
     assert!(chart.contains("conditional/memory hot room") && chart.contains("spin lock"));
 }
 
-/// The MariaDB server CI provides (no database in the path).
-fn mysql_server_url() -> String {
-    let url = std::env::var("ROOMGATE_TEST_MYSQL_URL")
-        .unwrap_or_else(|_| "mysql://roomgate:roomgate@127.0.0.1:3306".to_owned());
-    let mut url = url::Url::parse(&url).expect("ROOMGATE_TEST_MYSQL_URL is a URL");
-    url.set_path("");
-    url.to_string()
-}
-
 /// Runs `sql` on the MariaDB server, returning the first column of every row.
 fn mysql(sql: &str) -> Vec<String> {
     use mysql_async::prelude::Queryable as _;
@@ -385,7 +378,7 @@ fn mysql(sql: &str) -> Vec<String> {
         .build()
         .unwrap();
     runtime.block_on(async {
-        let mut conn = mysql_async::Conn::from_url(mysql_server_url())
+        let mut conn = mysql_async::Conn::from_url(common::mysql_server_url())
             .await
             .unwrap();
         let rows: Vec<String> = conn.query(sql).await.unwrap();
@@ -398,7 +391,10 @@ fn mysql(sql: &str) -> Vec<String> {
 fn churn_beside_bare_statements_reports_both_and_leaves_no_scratch_database() {
     let database = format!("roomgate_load_bare_test_{}", std::process::id());
     mysql(&format!("CREATE DATABASE {database}"));
-    let database_url = format!("{}/{database}", mysql_server_url().trim_end_matches('/'));
+    let database_url = format!(
+        "{}/{database}",
+        common::mysql_server_url().trim_end_matches('/')
+    );
     let server = Server::start_on(&database_url, tempfile::tempdir().unwrap());
     let (code, report, stderr) = load(&[
         "churn",

@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+mod common;
+
 const LOAD: &str = env!("CARGO_BIN_EXE_roomgate-load");
 
 /// `target/<profile>/roomgate`, built with the same cargo and profile as this test.
@@ -58,15 +60,6 @@ fn server_binary() -> PathBuf {
     binary
 }
 
-/// The MariaDB server the soak makes its scratch database on (no database in the path).
-fn mysql_url() -> String {
-    let url = std::env::var("ROOMGATE_TEST_MYSQL_URL")
-        .unwrap_or_else(|_| "mysql://roomgate:roomgate@127.0.0.1:3306".to_owned());
-    let mut url = url::Url::parse(&url).expect("ROOMGATE_TEST_MYSQL_URL is a URL");
-    url.set_path("");
-    url.to_string()
-}
-
 fn u(value: &Value) -> u64 {
     value
         .as_u64()
@@ -95,7 +88,7 @@ fn a_short_soak_survives_two_database_cuts_and_leaves_nothing_behind() {
             "--server-bin",
             server.to_str().unwrap(),
             "--mysql-url",
-            &mysql_url(),
+            &common::mysql_server_url(),
             "--duration",
             "20s",
             "--warmup",

@@ -19,7 +19,6 @@
 //! while the server's reaper never sees these rows. The scratch database is dropped at the end;
 //! a run killed before that leaves its `roomgate_bare_<pid>` behind.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -256,16 +255,15 @@ async fn run_workers(
     duration: Duration,
 ) -> anyhow::Result<Totals> {
     let deadline = Instant::now() + duration;
-    let rooms = Arc::new(workload.rooms);
     let mut workers = tokio::task::JoinSet::new();
     for worker in 0..workload.workers {
         let pool = pool.clone();
-        let rooms = Arc::clone(&rooms);
+        let rooms = workload.rooms;
         workers.spawn(async move {
             let user = format!("bare-{worker}");
             let mut totals = Totals::default();
             while Instant::now() < deadline {
-                let room = format!("bare-{}", rand::rng().random_range(0..*rooms));
+                let room = format!("bare-{}", rand::rng().random_range(0..rooms));
                 let started = Instant::now();
                 if !join(&pool, &room, &user, returning).await? {
                     totals.full += 1;
